@@ -1,0 +1,244 @@
+//! Command-line definitions. Flags follow `mender-artifact` where the concept is the same.
+
+use std::path::PathBuf;
+
+use aloft_artifact::Compression;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The aloft operator tool: build, sign, inspect and verify update artifacts.
+#[derive(Debug, Parser)]
+#[command(name = "aloftctl", version, propagate_version = true)]
+pub(crate) struct Cli {
+    /// Log what is being done (also: ALOFT_LOG=debug).
+    #[arg(short, long, global = true)]
+    pub(crate) verbose: bool,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Write, read, validate, sign and unpack Mender-format artifacts.
+    Artifact {
+        #[command(subcommand)]
+        command: ArtifactCommand,
+    },
+    /// Make and inspect signing keys.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ArtifactCommand {
+    /// Write an artifact.
+    Write {
+        #[command(subcommand)]
+        kind: WriteKind,
+    },
+    /// Show everything in an artifact: header, payload files with sizes and checksums, signature.
+    Read {
+        /// The artifact.
+        artifact: PathBuf,
+        /// Public key(s) to verify the signature with.
+        #[arg(short = 'k', long = "key")]
+        keys: Vec<PathBuf>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// No progress bar.
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Check structure and checksums, and with -k the signature; exit 0 only if all are valid.
+    Validate {
+        /// The artifact.
+        artifact: PathBuf,
+        /// Trusted public key(s); the artifact must be signed by one of them.
+        #[arg(short = 'k', long = "key")]
+        keys: Vec<PathBuf>,
+        /// No progress bar.
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Add or replace the signature, without rebuilding the artifact.
+    Sign {
+        /// The artifact.
+        artifact: PathBuf,
+        /// Private key.
+        #[arg(short = 'k', long = "key")]
+        key: PathBuf,
+        /// Output (default: replace the input).
+        #[arg(short = 'o', long = "output-path")]
+        output: Option<PathBuf>,
+        /// Replace an existing signature.
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
+    /// Write one payload file's content to standard output (checksum verified at the end).
+    Cat {
+        /// The artifact.
+        artifact: PathBuf,
+        /// Payload file name.
+        file: String,
+        /// Trusted public key(s).
+        #[arg(short = 'k', long = "key")]
+        keys: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum WriteKind {
+    /// A root filesystem image for the inactive A/B partition.
+    RootfsImage {
+        /// The filesystem image.
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        #[command(flatten)]
+        common: WriteCommon,
+        #[command(flatten)]
+        software: Software,
+        /// Do not provide rootfs-image.checksum.
+        #[arg(long)]
+        no_checksum_provide: bool,
+    },
+    /// A payload for an Update Module.
+    ModuleImage {
+        /// The Update Module that installs it.
+        #[arg(short = 'T', long = "type")]
+        module_type: String,
+        /// Payload file(s), in order.
+        #[arg(short = 'f', long = "file")]
+        files: Vec<PathBuf>,
+        /// Meta-data JSON file for the module.
+        #[arg(short = 'm', long = "meta-data")]
+        meta_data: Option<PathBuf>,
+        #[command(flatten)]
+        common: WriteCommon,
+        #[command(flatten)]
+        software: Software,
+    },
+    /// An artifact with an empty payload that only sets provides (bootstrap).
+    BootstrapArtifact {
+        #[command(flatten)]
+        common: WriteCommon,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct WriteCommon {
+    /// Artifact name.
+    #[arg(short = 'n', long = "artifact-name")]
+    pub(crate) name: String,
+    /// Compatible device type (repeat for several).
+    #[arg(short = 't', long = "device-type", required = true)]
+    pub(crate) device_types: Vec<String>,
+    /// Output file.
+    #[arg(short = 'o', long = "output-path")]
+    pub(crate) output: PathBuf,
+    /// Private key to sign with.
+    #[arg(short = 'k', long = "key")]
+    pub(crate) key: Option<PathBuf>,
+    /// Compression of header and data (zstd cannot be read by mender-artifact 3.9).
+    #[arg(long, value_enum, default_value_t = Codec::Gzip)]
+    pub(crate) compression: Codec,
+    /// Compression level (gzip 0-9, xz 0-9, zstd 1-22).
+    #[arg(long)]
+    pub(crate) level: Option<i32>,
+    /// Provide KEY:VALUE (repeat).
+    #[arg(short = 'p', long = "provides", value_name = "KEY:VALUE")]
+    pub(crate) provides: Vec<String>,
+    /// Depend on KEY:VALUE (repeat; the same key twice means "any of").
+    #[arg(short = 'd', long = "depends", value_name = "KEY:VALUE")]
+    pub(crate) depends: Vec<String>,
+    /// Clear stored provides matching this pattern on install (repeat).
+    #[arg(long = "clears-provides")]
+    pub(crate) clears: Vec<String>,
+    /// Install only over one of these artifact names (repeat).
+    #[arg(short = 'N', long = "artifact-name-depends")]
+    pub(crate) depends_names: Vec<String>,
+    /// Artifact group to provide.
+    #[arg(short = 'g', long = "provides-group")]
+    pub(crate) group: Option<String>,
+    /// Install only on devices in one of these groups (repeat).
+    #[arg(short = 'G', long = "depends-groups")]
+    pub(crate) depends_groups: Vec<String>,
+    /// State script file (repeat).
+    #[arg(short = 's', long = "script")]
+    pub(crate) scripts: Vec<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    pub(crate) no_progress: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Software {
+    /// Version value of the software provide (default: the artifact name).
+    #[arg(long)]
+    pub(crate) software_version: Option<String>,
+    /// Software name: the provide becomes rootfs-image.NAME.version.
+    #[arg(long)]
+    pub(crate) software_name: Option<String>,
+    /// Filesystem prefix: the provide becomes FS.version or FS.NAME.version.
+    #[arg(long)]
+    pub(crate) software_filesystem: Option<String>,
+    /// No software-version provide and no default clears.
+    #[arg(long)]
+    pub(crate) no_default_software_version: bool,
+    /// No default clears-provides.
+    #[arg(long)]
+    pub(crate) no_default_clears_provides: bool,
+}
+
+/// Compression choices (`lzma` is mender-artifact's name for xz).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Codec {
+    None,
+    Gzip,
+    #[value(alias = "lzma")]
+    Xz,
+    Zstd,
+}
+
+impl From<Codec> for Compression {
+    fn from(c: Codec) -> Self {
+        match c {
+            Codec::None => Compression::None,
+            Codec::Gzip => Compression::Gzip,
+            Codec::Xz => Compression::Xz,
+            Codec::Zstd => Compression::Zstd,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeyCommand {
+    /// Make a new private key (PEM that mender-artifact 3.9 can load) and its public key.
+    Generate {
+        /// Key type.
+        #[arg(long = "type", value_enum, default_value_t = KeyKind::Ecdsa)]
+        kind: KeyKind,
+        /// Private key file to write (mode 0600).
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+        /// Public key file (default: OUTPUT.pub).
+        #[arg(long)]
+        public_out: Option<PathBuf>,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the public key (SubjectPublicKeyInfo PEM) of a private key.
+    Public {
+        /// Private key file.
+        key: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum KeyKind {
+    Rsa,
+    Ecdsa,
+    Ed25519,
+}
