@@ -215,10 +215,7 @@ impl SigningKey {
         let fail = |e: &dyn fmt::Display| KeyError::Unsupported(e.to_string());
         match self {
             Self::Rsa(k) => k.to_pkcs1_pem(LineEnding::LF).map_err(|e| fail(&e)),
-            Self::EcdsaP256(k) => {
-                let secret = p256::SecretKey::from(k);
-                secret.to_sec1_pem(LineEnding::LF).map_err(|e| fail(&e))
-            }
+            Self::EcdsaP256(k) => ecdsa_sec1_pem(k).map_err(|e| fail(&e)),
             Self::Ed25519(k) => k.to_pkcs8_pem(LineEnding::LF).map_err(|e| fail(&e)),
         }
     }
@@ -437,6 +434,30 @@ pub fn verify_with_any(
         tried: tried.join("; "),
     })
 }
+
+/// SEC1 `EC PRIVATE KEY` with the named-curve parameter, which Go's parser (and so
+/// mender-artifact) requires although SEC1 makes it optional.
+fn ecdsa_sec1_pem(key: &p256::ecdsa::SigningKey) -> Result<Zeroizing<String>, sec1::der::Error> {
+    use sec1::der::Encode as _;
+    let secret = Zeroizing::new(key.to_bytes());
+    let public = key.verifying_key().to_encoded_point(false);
+    let der = Zeroizing::new(
+        sec1::EcPrivateKey {
+            private_key: &secret,
+            parameters: Some(sec1::EcParameters::NamedCurve(P256_OID)),
+            public_key: Some(public.as_bytes()),
+        }
+        .to_der()?,
+    );
+    Ok(Zeroizing::new(pem::encode_config(
+        &pem::Pem::new("EC PRIVATE KEY", der.to_vec()),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )))
+}
+
+/// OID of the NIST P-256 curve (prime256v1).
+const P256_OID: sec1::der::asn1::ObjectIdentifier =
+    sec1::der::asn1::ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
 
 fn check_rsa_bits(bits: usize) -> Result<(), KeyError> {
     if bits < RSA_MIN_BITS {
