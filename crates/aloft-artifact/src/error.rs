@@ -132,7 +132,11 @@ pub enum ArtifactError {
 impl ArtifactError {
     pub(crate) fn io(member: &str, source: io::Error) -> Self {
         // Our own readers report truncation and checksum failures through io::Error; unwrap them.
-        if source.get_ref().is_some_and(|e| e.is::<ArtifactError>()) {
+        if source.get_ref().is_some_and(
+            <dyn std::error::Error + std::marker::Send + std::marker::Sync + 'static>::is::<
+                ArtifactError,
+            >,
+        ) {
             return *source
                 .into_inner()
                 .expect("checked")

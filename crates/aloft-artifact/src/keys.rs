@@ -282,7 +282,7 @@ impl fmt::Debug for VerifyingKey {
 }
 
 impl VerifyingKey {
-    /// Loads the first public key from PEM text: SubjectPublicKeyInfo `PUBLIC KEY` (RSA, P-256,
+    /// Loads the first public key from PEM text: `SubjectPublicKeyInfo` `PUBLIC KEY` (RSA, P-256,
     /// Ed25519) or PKCS#1 `RSA PUBLIC KEY`.
     pub fn from_pem(text: &str) -> Result<Self, KeyError> {
         let blocks = parse_pem(text)?;
@@ -327,7 +327,7 @@ impl VerifyingKey {
         })
     }
 
-    /// SubjectPublicKeyInfo PEM (`PUBLIC KEY`), the format every Mender tool reads.
+    /// `SubjectPublicKeyInfo` PEM (`PUBLIC KEY`), the format every Mender tool reads.
     pub fn to_pem(&self) -> Result<String, KeyError> {
         let out = match self {
             Self::Rsa(k) => k.to_public_key_pem(LineEnding::LF),
@@ -346,7 +346,7 @@ impl VerifyingKey {
         der.map(|d| d.as_bytes().to_vec()).unwrap_or_default()
     }
 
-    /// `SHA256:<hex>` of the DER SubjectPublicKeyInfo: a stable name for the key in output.
+    /// `SHA256:<hex>` of the DER `SubjectPublicKeyInfo`: a stable name for the key in output.
     pub fn fingerprint(&self) -> String {
         format!("SHA256:{}", hex::encode(Sha256::digest(self.spki_der())))
     }
@@ -489,7 +489,7 @@ mod tests {
             assert_eq!(public, reloaded.verifying_key());
             let sig = decode_signature(reloaded.sign_manifest(b"manifest").as_bytes()).unwrap();
             assert_eq!(
-                verify_with_any(&[public.clone()], b"manifest", &sig).unwrap(),
+                verify_with_any(std::slice::from_ref(&public), b"manifest", &sig).unwrap(),
                 0
             );
             assert!(verify_with_any(&[public], b"manifesT", &sig).is_err());

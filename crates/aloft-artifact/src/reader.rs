@@ -231,14 +231,11 @@ impl<R: Read + Send> ArtifactReader<R> {
             None
         };
 
-        let header_codec = match Compression::split_member_name(&entry.name) {
-            Some(("header", codec)) => codec,
-            _ => {
-                return Err(structure(format!(
-                    "expected header.tar[.gz|.xz|.zst], found {:?}",
-                    entry.name
-                )));
-            }
+        let Some(("header", header_codec)) = Compression::split_member_name(&entry.name) else {
+            return Err(structure(format!(
+                "expected header.tar[.gz|.xz|.zst], found {:?}",
+                entry.name
+            )));
         };
         let parsed =
             read_header_member(&mut tar, &entry, &manifest, format_version, false, &limits)?;
@@ -263,18 +260,18 @@ impl<R: Read + Send> ArtifactReader<R> {
             }
             _ => None,
         };
-        if let Some(e) = &pending {
-            if !e.name.starts_with("data/") {
-                return Err(structure(format!(
-                    "unexpected member {:?} after the header",
-                    e.name
-                )));
-            }
+        if let Some(e) = &pending
+            && !e.name.starts_with("data/")
+        {
+            return Err(structure(format!(
+                "unexpected member {:?} after the header",
+                e.name
+            )));
         }
 
         let info = build_info(
             parsed,
-            augment_parsed,
+            augment_parsed.as_ref(),
             manifest,
             manifest_augment,
             signature,
@@ -323,13 +320,13 @@ impl<R: Read + Send> ArtifactReader<R> {
                 &mut seen_paths,
             )?;
             self.pending = next_member(&mut self.tar)?;
-            if let Some(e) = &self.pending {
-                if !e.name.starts_with("data/") {
-                    return Err(structure(format!(
-                        "unexpected member {:?} after the data",
-                        e.name
-                    )));
-                }
+            if let Some(e) = &self.pending
+                && !e.name.starts_with("data/")
+            {
+                return Err(structure(format!(
+                    "unexpected member {:?} after the data",
+                    e.name
+                )));
             }
         }
         self.tar
@@ -504,13 +501,15 @@ where
             if let Some(Err(d)) = file.outcome {
                 return Err(file.mismatch(&d));
             }
-            if let Some(e) = source.downcast_ref::<io::Error>() {
-                if e.get_ref().is_some_and(|inner| inner.is::<ArtifactError>())
-                    || e.kind() == io::ErrorKind::UnexpectedEof
-                {
-                    let e = source.downcast::<io::Error>().expect("checked");
-                    return Err(ArtifactError::io(member, *e));
-                }
+            if let Some(e) = source.downcast_ref::<io::Error>()
+                && (e.get_ref().is_some_and(
+                    <dyn std::error::Error + std::marker::Send + std::marker::Sync + 'static>::is::<
+                        ArtifactError,
+                    >,
+                ) || e.kind() == io::ErrorKind::UnexpectedEof)
+            {
+                let e = source.downcast::<io::Error>().expect("checked");
+                return Err(ArtifactError::io(member, *e));
             }
             return Err(ArtifactError::Consumer { file: path, source });
         }
@@ -581,14 +580,14 @@ fn next_member<R: Read>(tar: &mut TarReader<R>) -> Result<Option<EntryHeader>> {
     let entry = tar
         .next_entry()
         .map_err(|e| ArtifactError::tar("the artifact", e))?;
-    if let Some(e) = &entry {
-        if e.kind != EntryKind::File {
-            return Err(ArtifactError::UnsafeEntry {
-                member: "the artifact".into(),
-                name: e.name.clone(),
-                reason: format!("{} members are not allowed", e.kind.describe()),
-            });
-        }
+    if let Some(e) = &entry
+        && e.kind != EntryKind::File
+    {
+        return Err(ArtifactError::UnsafeEntry {
+            member: "the artifact".into(),
+            name: e.name.clone(),
+            reason: format!("{} members are not allowed", e.kind.describe()),
+        });
     }
     Ok(entry)
 }
@@ -705,7 +704,7 @@ fn data_member(entry: &EntryHeader, payloads: usize) -> Result<(usize, Compressi
 
 fn build_info(
     parsed: header::ParsedHeader,
-    augment: Option<header::ParsedHeader>,
+    augment: Option<&header::ParsedHeader>,
     manifest: Manifest,
     manifest_augment: Option<Manifest>,
     signature: SignatureState,
@@ -757,7 +756,7 @@ fn build_info(
             }
             _ => {}
         }
-        let augment = augment.as_ref().map(|a| Augment {
+        let augment = augment.map(|a| Augment {
             payload_type: a
                 .payload_types
                 .get(index)

@@ -47,13 +47,13 @@ pub fn sign_artifact<R: Read, W: Write>(
             1 => Some("manifest"),
             _ => None,
         };
-        if let Some(name) = expected {
-            if entry.name != name {
-                return Err(ArtifactError::Structure(format!(
-                    "expected member {name:?}, found {:?}",
-                    entry.name
-                )));
-            }
+        if let Some(name) = expected
+            && entry.name != name
+        {
+            return Err(ArtifactError::Structure(format!(
+                "expected member {name:?}, found {:?}",
+                entry.name
+            )));
         }
         index += 1;
         let meta = EntryMeta {

@@ -15,6 +15,8 @@ use std::io::{self, Read, Write};
 
 /// Size of one tar block.
 pub(crate) const BLOCK: u64 = 512;
+/// [`BLOCK`] as a buffer length.
+const BLOCK_LEN: usize = 512;
 /// Largest PAX or GNU long-name record we accept; real ones are a few hundred bytes.
 pub(crate) const MAX_META_RECORD: u64 = 64 * 1024;
 /// Largest size a ustar size field can hold (11 octal digits); bigger needs a PAX `size` record.
@@ -113,7 +115,7 @@ impl<R: Read> TarReader<R> {
         let mut gnu_name: Option<String> = None;
         loop {
             let offset = self.pos;
-            let mut block = [0u8; BLOCK as usize];
+            let mut block = [0u8; BLOCK_LEN];
             self.fill(
                 &mut block,
                 "expected a tar header or the end-of-archive marker",
@@ -517,13 +519,13 @@ impl<W: Write> TarWriter<W> {
 
     /// Pads entry data of `size` bytes to the block size.
     pub(crate) fn pad(&mut self, size: u64) -> io::Result<()> {
-        let zeros = [0u8; BLOCK as usize];
+        let zeros = [0u8; BLOCK_LEN];
         self.write_data(&zeros[..usize::try_from(pad_len(size)).expect("below 512")])
     }
 
     /// Writes the end-of-archive marker and returns the inner writer.
     pub(crate) fn finish(mut self) -> io::Result<W> {
-        self.write_data(&[0u8; 2 * BLOCK as usize])?;
+        self.write_data(&[0u8; 2 * BLOCK_LEN])?;
         Ok(self.inner)
     }
 

@@ -27,6 +27,9 @@ use crate::keys::{Algorithm, SigningKey};
 use crate::manifest::Manifest;
 use crate::tar::{EntryMeta, TarWriter};
 
+/// A payload file's name and SHA-256.
+type FileHash = (String, [u8; 32]);
+
 /// Longest payload file name written (the C++ Mender client limits manifest paths to 100).
 pub const MAX_FILE_NAME: usize = 90;
 
@@ -355,7 +358,7 @@ impl ArtifactWriter {
         files: Vec<PayloadSource>,
         spool: File,
         member: &str,
-    ) -> Result<(Vec<(String, [u8; 32])>, File)> {
+    ) -> Result<(Vec<FileHash>, File)> {
         let err = |e| ArtifactError::io(member, e);
         let encoder = Encoder::new(
             self.compression,
@@ -374,7 +377,7 @@ impl ArtifactWriter {
         for mut source in files {
             tar.append_header(&source.name, source.size, meta)
                 .map_err(err)?;
-            let mut hasher = Sha256::new();
+            let mut digest = Sha256::new();
             let mut left = source.size;
             while left > 0 {
                 let want = usize::try_from(left.min(buf.len() as u64)).expect("small");
@@ -389,7 +392,7 @@ impl ArtifactWriter {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => return Err(ArtifactError::io(&source.name, e)),
                 };
-                hasher.update(&buf[..n]);
+                digest.update(&buf[..n]);
                 tar.write_data(&buf[..n]).map_err(err)?;
                 left -= n as u64;
             }
@@ -406,7 +409,7 @@ impl ArtifactWriter {
                 )));
             }
             tar.pad(source.size).map_err(err)?;
-            hashes.push((source.name, hasher.finalize().into()));
+            hashes.push((source.name, digest.finalize().into()));
         }
         let encoder = tar.finish().map_err(err)?;
         let buffered = encoder.finish().map_err(err)?;
@@ -415,7 +418,7 @@ impl ArtifactWriter {
     }
 
     /// type-info with mender-artifact's defaults merged under the user's values.
-    fn type_info(&self, hashes: &[(String, [u8; 32])]) -> TypeInfo {
+    fn type_info(&self, hashes: &[FileHash]) -> TypeInfo {
         let sw = &self.software;
         let mut provides = BTreeMap::new();
         let mut clears: Vec<String> = self.clears.clone();
@@ -425,10 +428,11 @@ impl ArtifactWriter {
             PayloadType::Module(t) => Some(format!("rootfs-image.{t}")),
         };
         if let Some(default_prefix) = default_prefix {
-            if self.payload_type == PayloadType::RootfsImage && !sw.no_checksum_provide {
-                if let Some((_, sha)) = hashes.first() {
-                    provides.insert("rootfs-image.checksum".to_owned(), hex::encode(sha));
-                }
+            if self.payload_type == PayloadType::RootfsImage
+                && !sw.no_checksum_provide
+                && let Some((_, sha)) = hashes.first()
+            {
+                provides.insert("rootfs-image.checksum".to_owned(), hex::encode(sha));
             }
             let prefix = match (&sw.filesystem, &sw.name) {
                 (Some(f), Some(n)) => format!("{f}.{n}"),
@@ -510,7 +514,7 @@ impl ArtifactWriter {
         )?;
         match (&self.payload_type, &self.meta_data) {
             (PayloadType::RootfsImage, _) => {
-                tar.append("headers/0000/meta-data", file_meta, b"")?
+                tar.append("headers/0000/meta-data", file_meta, b"")?;
             }
             (PayloadType::Module(_), Some(meta)) => {
                 tar.append(

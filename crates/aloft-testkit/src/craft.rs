@@ -162,17 +162,17 @@ impl Artifact {
                 .map(|e| (e.name.clone(), e.data.clone()))
                 .collect()
         });
-        let mut m = String::new();
-        for (name, data) in listed {
-            m += &format!("{}  data/0000/{name}\n", crate::sha256_hex(&data));
-        }
-        m += &format!(
+        let mut lines: Vec<String> = listed
+            .iter()
+            .map(|(name, data)| format!("{}  data/0000/{name}\n", crate::sha256_hex(data)))
+            .collect();
+        lines.push(format!(
             "{}  header.tar{}\n",
             crate::sha256_hex(header),
             self.suffix()
-        );
-        m += &format!("{}  version\n", crate::sha256_hex(&self.version));
-        m.into_bytes()
+        ));
+        lines.push(format!("{}  version\n", crate::sha256_hex(&self.version)));
+        lines.concat().into_bytes()
     }
 
     /// The outer members, in canonical order, with consistent checksums.

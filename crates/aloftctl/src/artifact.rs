@@ -12,13 +12,13 @@ use aloft_artifact::{
 use anyhow::{Context as _, Result, bail};
 use indicatif::ProgressBar;
 
-use crate::cli::{ArtifactCommand, Software, WriteCommon, WriteKind};
+use crate::cli::{ArtifactCommand, Versioning, WriteCommon, WriteKind};
 use crate::key::{load_signing_key, load_verifying_keys};
 use crate::progress;
 
 pub(crate) fn run(command: ArtifactCommand) -> Result<()> {
     match command {
-        ArtifactCommand::Write { kind } => write(kind),
+        ArtifactCommand::Write { kind } => write(*kind),
         ArtifactCommand::Read {
             artifact,
             keys,
@@ -182,7 +182,7 @@ fn writer_for(common: &WriteCommon, payload_type: PayloadType) -> ArtifactWriter
     w
 }
 
-fn software_options(s: Software) -> SoftwareVersioning {
+fn software_options(s: Versioning) -> SoftwareVersioning {
     SoftwareVersioning {
         name: s.software_name,
         version: s.software_version,
@@ -249,7 +249,7 @@ fn set_readable(_: &File) -> Result<()> {
 
 fn open_input(path: &Path, quiet: bool) -> Result<(Box<dyn Read + Send>, ProgressBar)> {
     let file = fs_err::File::open(path)?;
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let len = file.metadata().map_or(0, |m| m.len());
     let bar = progress::bytes(len, "reading", quiet);
     let reader = io::BufReader::with_capacity(256 * 1024, file.into_parts().0);
     Ok((Box::new(bar.wrap_read(reader)), bar))

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "aloftctl", version, propagate_version = true)]
 pub(crate) struct Cli {
-    /// Log what is being done (also: ALOFT_LOG=debug).
+    /// Log what is being done (also: `ALOFT_LOG=debug`).
     #[arg(short, long, global = true)]
     pub(crate) verbose: bool,
     #[command(subcommand)]
@@ -21,7 +21,7 @@ pub(crate) enum Command {
     /// Write, read, validate, sign and unpack Mender-format artifacts.
     Artifact {
         #[command(subcommand)]
-        command: ArtifactCommand,
+        command: Box<ArtifactCommand>,
     },
     /// Make and inspect signing keys.
     Key {
@@ -35,7 +35,7 @@ pub(crate) enum ArtifactCommand {
     /// Write an artifact.
     Write {
         #[command(subcommand)]
-        kind: WriteKind,
+        kind: Box<WriteKind>,
     },
     /// Show everything in an artifact: header, payload files with sizes and checksums, signature.
     Read {
@@ -98,7 +98,7 @@ pub(crate) enum WriteKind {
         #[command(flatten)]
         common: WriteCommon,
         #[command(flatten)]
-        software: Software,
+        software: Versioning,
         /// Do not provide rootfs-image.checksum.
         #[arg(long)]
         no_checksum_provide: bool,
@@ -117,7 +117,7 @@ pub(crate) enum WriteKind {
         #[command(flatten)]
         common: WriteCommon,
         #[command(flatten)]
-        software: Software,
+        software: Versioning,
     },
     /// An artifact with an empty payload that only sets provides (bootstrap).
     BootstrapArtifact {
@@ -173,7 +173,7 @@ pub(crate) struct WriteCommon {
 }
 
 #[derive(Debug, Args)]
-pub(crate) struct Software {
+pub(crate) struct Versioning {
     /// Version value of the software provide (default: the artifact name).
     #[arg(long)]
     pub(crate) software_version: Option<String>,
@@ -229,7 +229,7 @@ pub(crate) enum KeyCommand {
         #[arg(long)]
         force: bool,
     },
-    /// Print the public key (SubjectPublicKeyInfo PEM) of a private key.
+    /// Print the public key (`SubjectPublicKeyInfo` PEM) of a private key.
     Public {
         /// Private key file.
         key: PathBuf,

@@ -24,7 +24,7 @@ fn main() -> ExitCode {
         .with_target(false)
         .init();
     let result = match cli.command {
-        cli::Command::Artifact { command } => artifact::run(command),
+        cli::Command::Artifact { command } => artifact::run(*command),
         cli::Command::Key { command } => key::run(command),
     };
     match result {

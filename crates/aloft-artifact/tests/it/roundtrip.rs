@@ -153,9 +153,11 @@ fn signing_later_equals_signing_at_write_time() {
     read_files(&resigned, &options);
 }
 
+type Mutation = Box<dyn Fn(&mut ArtifactWriter)>;
+
 #[test]
 fn writer_refuses_what_the_format_forbids() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut ArtifactWriter)>)> = vec![
+    let cases: Vec<(&str, Mutation)> = vec![
         ("white space", Box::new(|w| w.name = "a b".into())),
         ("device type", Box::new(|w| w.device_types.clear())),
         (
@@ -183,7 +185,7 @@ fn writer_refuses_what_the_format_forbids() {
                     name: "Download_Enter_00".into(),
                     content: vec![],
                     sha256: [0; 32],
-                })
+                });
             }),
         ),
         (
@@ -194,14 +196,14 @@ fn writer_refuses_what_the_format_forbids() {
                         .as_object()
                         .unwrap()
                         .clone(),
-                )
+                );
             }),
         ),
         (
             "at most 90",
             Box::new(|w| {
                 w.files
-                    .push(PayloadSource::from_bytes(&"x".repeat(91), vec![]))
+                    .push(PayloadSource::from_bytes(&"x".repeat(91), vec![]));
             }),
         ),
     ];
@@ -270,7 +272,7 @@ proptest! {
 
     #[test]
     fn rootfs_round_trips_at_any_size(size in 0usize..300_000, codec in prop::sample::select(Compression::ALL.to_vec())) {
-        let image: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+        let image: Vec<u8> = (0..size).map(|i| u8::try_from(i * 7 % 251).unwrap()).collect();
         let mut w = ArtifactWriter::new("img-1", vec!["dev".into()], PayloadType::RootfsImage);
         w.files.push(PayloadSource::from_bytes("rootfs.img", image.clone()));
         w.compression = codec;

@@ -191,8 +191,8 @@ fn signed_vectors_verify_with_the_right_key_and_fail_with_a_wrong_one() {
             .as_str()
             .unwrap()
             .trim_start_matches("keys/"));
-        let (info, _) =
-            read_all(&bytes, &[right.clone()]).unwrap_or_else(|e| panic!("{file}: {}", chain(&e)));
+        let (info, _) = read_all(&bytes, std::slice::from_ref(&right))
+            .unwrap_or_else(|e| panic!("{file}: {}", chain(&e)));
         assert!(
             matches!(info.signature, SignatureState::Verified { ref key, .. } if *key == right.fingerprint()),
             "{file}"
