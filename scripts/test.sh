@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Runs every test of aloft, on a fresh Debian machine too: installs what the tests need first
+# (Debian's mender-artifact 3.9 as the compatibility judge, cargo-fuzz for the fuzz targets).
+#   FUZZ_SECONDS=N  how long each fuzz target runs (default 30; 0 builds them only)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+need=()
+command -v mender-artifact >/dev/null || need+=(mender-artifact)
+command -v cc >/dev/null || need+=(build-essential)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+if ((${#need[@]})); then
+  step "installing Debian packages: ${need[*]}"
+  sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+step "format"
+cargo fmt --all --check
+
+step "clippy (pedantic, warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "rustdoc"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+
+step "dependency rules"
+# The format library stays free of async runtimes, HTTP and databases (ARCHITECTURE.md).
+forbidden='^(tokio|async-std|hyper|axum|reqwest|ureq|sqlx|rusqlite|diesel) '
+if cargo tree -p aloft-artifact -e normal --prefix none --locked | grep -E "$forbidden"; then
+  echo "aloft-artifact must not depend on the crates above" >&2
+  exit 1
+fi
+
+step "fuzz targets (build, then ${FUZZ_SECONDS:-30}s each)"
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --quiet
+export RUSTC_BOOTSTRAP=1 # cargo-fuzz needs sanitizer flags; the stable toolchain allows them this way
+(cd fuzz && cargo fuzz build -O --quiet)
+corpus=fuzz/corpus/read_artifact
+mkdir -p "$corpus"
+cargo run --quiet --locked -p aloft-testkit --example write-hostile "$corpus"
+cp ../shared/testdata/mender-artifacts/*.mender "$corpus"/ 2>/dev/null || true
+if [ "${FUZZ_SECONDS:-30}" -gt 0 ]; then
+  for target in read_artifact read_signed_artifact; do
+    (cd fuzz && cargo fuzz run -O "$target" "../$corpus" -- \
+      -max_total_time="${FUZZ_SECONDS:-30}" -rss_limit_mb=512 -max_len=2000000 -print_final_stats=1 2>&1 | tail -n 4)
+  done
+fi
+unset RUSTC_BOOTSTRAP
+
+step "tests"
+cargo test --workspace --locked
