@@ -47,7 +47,7 @@ mod sign;
 mod tar;
 mod writer;
 
-pub use compression::Compression;
+pub use compression::{Compression, ZSTD_DEFAULT_LEVEL};
 pub use error::{ArtifactError, Result};
 pub use header::{
     ArtifactInfo, Augment, DependValue, FileRef, PayloadHeader, PayloadType, SCRIPT_STATES,
