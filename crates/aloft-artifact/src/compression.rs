@@ -3,6 +3,8 @@
 //! Owns: the suffix ↔ codec table, decoders with memory limits, encoders with fixed metadata
 //! (gzip MTIME 0) so output is reproducible. Must not: look inside the tar it (de)compresses.
 
+mod pargz;
+
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::str::FromStr;
@@ -130,11 +132,13 @@ const ZSTD_JOB_SIZE: u32 = 2 << 20;
 pub(crate) enum Encoder<W: Write> {
     None(W),
     Gzip(flate2::write::GzEncoder<W>),
+    ParallelGzip(pargz::ParallelGzEncoder<W>),
     Xz(liblzma::write::XzEncoder<W>),
     Zstd(zstd::stream::write::Encoder<'static, W>),
 }
 
-impl<W: Write> Encoder<W> {
+impl<W: Write + Send + 'static> Encoder<W> {
+    /// `threads` > 1 compresses gzip and zstd on that many threads.
     /// `level` overrides the codec's default (gzip 6, xz 6, zstd [`ZSTD_DEFAULT_LEVEL`]).
     pub(crate) fn new(
         codec: Compression,
@@ -146,6 +150,11 @@ impl<W: Write> Encoder<W> {
             Compression::None => Self::None(inner),
             Compression::Gzip => {
                 let level = u32::try_from(level.unwrap_or(6).clamp(0, 9)).expect("clamped");
+                if threads > 1 {
+                    return Ok(Self::ParallelGzip(pargz::ParallelGzEncoder::new(
+                        inner, level, threads,
+                    )));
+                }
                 Self::Gzip(
                     flate2::GzBuilder::new()
                         .mtime(0)
@@ -174,17 +183,19 @@ impl<W: Write> Encoder<W> {
         match self {
             Self::None(w) => Ok(w),
             Self::Gzip(e) => e.finish(),
+            Self::ParallelGzip(e) => e.finish(),
             Self::Xz(e) => e.finish(),
             Self::Zstd(e) => e.finish(),
         }
     }
 }
 
-impl<W: Write> Write for Encoder<W> {
+impl<W: Write + Send + 'static> Write for Encoder<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Self::None(w) => w.write(buf),
             Self::Gzip(e) => e.write(buf),
+            Self::ParallelGzip(e) => e.write(buf),
             Self::Xz(e) => e.write(buf),
             Self::Zstd(e) => e.write(buf),
         }
@@ -194,6 +205,7 @@ impl<W: Write> Write for Encoder<W> {
         match self {
             Self::None(w) => w.flush(),
             Self::Gzip(e) => e.flush(),
+            Self::ParallelGzip(e) => e.flush(),
             Self::Xz(e) => e.flush(),
             Self::Zstd(e) => e.flush(),
         }
