@@ -38,7 +38,7 @@ fi
 step "fuzz targets (build, then ${FUZZ_SECONDS:-30}s each)"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --quiet
 export RUSTC_BOOTSTRAP=1 # cargo-fuzz needs sanitizer flags; the stable toolchain allows them this way
-(cd fuzz && cargo fuzz build -O --quiet)
+(cd fuzz && cargo fuzz build -O)
 corpus=fuzz/corpus/read_artifact
 mkdir -p "$corpus"
 cargo run --quiet --locked -p aloft-testkit --example write-hostile "$corpus"

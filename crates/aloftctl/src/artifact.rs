@@ -347,30 +347,8 @@ fn print_info(out: &mut impl Write, info: &ArtifactInfo, summary: &ReadSummary) 
     for (i, p) in info.payloads.iter().enumerate() {
         writeln!(out, "Payload {i}:")?;
         writeln!(out, "  Type: {}", p.payload_type)?;
-        writeln!(
-            out,
-            "  Provides:{}",
-            if p.type_info.provides.is_empty() {
-                " none"
-            } else {
-                ""
-            }
-        )?;
-        for (k, v) in &p.type_info.provides {
-            writeln!(out, "    {k}: {v}")?;
-        }
-        writeln!(
-            out,
-            "  Depends:{}",
-            if p.type_info.depends.is_empty() {
-                " none"
-            } else {
-                ""
-            }
-        )?;
-        for (k, v) in &p.type_info.depends {
-            writeln!(out, "    {k}: {v}")?;
-        }
+        write_map(out, "  Provides", &p.type_info.provides)?;
+        write_map(out, "  Depends", &p.type_info.depends)?;
         match &p.type_info.clears {
             Some(c) => writeln!(out, "  Clears provides: {}", c.join(", "))?,
             None => writeln!(out, "  Clears provides: none")?,
@@ -421,6 +399,26 @@ fn print_info(out: &mut impl Write, info: &ArtifactInfo, summary: &ReadSummary) 
         }
     }
     writeln!(out, "Artifact size: {} bytes", summary.artifact_size)
+}
+
+/// `TITLE: none`, or `TITLE:` followed by one indented `key: value` line per entry.
+fn write_map<V: std::fmt::Display>(
+    out: &mut impl Write,
+    title: &str,
+    map: &BTreeMap<String, V>,
+) -> io::Result<()> {
+    if map.is_empty() {
+        return writeln!(out, "{title}: none");
+    }
+    writeln!(out, "{title}:")?;
+    for (k, v) in map {
+        writeln!(
+            out,
+            "{title_indent}  {k}: {v}",
+            title_indent = &title[..title.len() - title.trim_start().len()]
+        )?;
+    }
+    Ok(())
 }
 
 fn cat(path: &Path, name: &str, keys: &[PathBuf]) -> Result<()> {

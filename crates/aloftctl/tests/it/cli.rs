@@ -1,6 +1,6 @@
 //! The command line as a user meets it: exit codes, messages, output files.
 
-use crate::{aloftctl, ok, p, text, vec_path, vectors};
+use crate::{aloftctl, ok, p, text, vec_path, vectors, write_rootfs};
 
 #[test]
 fn every_vector_validates_and_signed_ones_need_the_right_key() {
@@ -217,19 +217,7 @@ fn cat_streams_one_file_and_sign_refuses_to_sign_twice() {
 fn a_failed_write_leaves_no_file_behind() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("bad.mender");
-    let o = aloftctl(&[
-        "artifact",
-        "write",
-        "rootfs-image",
-        "-f",
-        &vec_path("inputs/rootfs-v1.ext4"),
-        "-n",
-        "has space",
-        "-t",
-        "dev",
-        "-o",
-        &p(&out),
-    ]);
+    let o = write_rootfs("has space", &out, &[]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("white space"), "{}", text(&o));
     assert_eq!(

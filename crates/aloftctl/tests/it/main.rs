@@ -29,6 +29,27 @@ pub(crate) fn ok(args: &[&str]) -> Output {
     o
 }
 
+/// `aloftctl artifact write rootfs-image` of the 1 MiB vector image, device type `dev`, plus `extra`.
+pub(crate) fn write_rootfs(name: &str, out: &Path, extra: &[&str]) -> Output {
+    let image = vec_path("inputs/rootfs-v1.ext4");
+    let out = p(out);
+    let mut args = vec![
+        "artifact",
+        "write",
+        "rootfs-image",
+        "-f",
+        &image,
+        "-n",
+        name,
+        "-t",
+        "dev",
+        "-o",
+        &out,
+    ];
+    args.extend_from_slice(extra);
+    aloftctl(&args)
+}
+
 pub(crate) fn vectors() -> PathBuf {
     aloft_testkit::vectors_dir()
 }

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::{ok, p, text, vec_path};
+use crate::{ok, p, text, vec_path, write_rootfs};
 
 fn mender_artifact(args: &[&str]) -> String {
     let out = Command::new("mender-artifact").args(args).output().unwrap_or_else(|e| {
@@ -270,21 +270,8 @@ fn keys_made_by_aloftctl_work_with_mender_artifact_both_ways() {
         ok(&["artifact", "validate", &p(&by_mender), "-k", &public]);
         // We sign; mender-artifact verifies with our public key.
         let by_us = dir.path().join(format!("{kind}-by-us.mender"));
-        ok(&[
-            "artifact",
-            "write",
-            "rootfs-image",
-            "-f",
-            &rootfs,
-            "-n",
-            "a-1",
-            "-t",
-            "dev",
-            "-k",
-            &p(&key),
-            "-o",
-            &p(&by_us),
-        ]);
+        let written = write_rootfs("a-1", &by_us, &["-k", &p(&key)]);
+        assert!(written.status.success(), "{}", text(&written));
         assert_mender_validates(&by_us, Some(&public));
     }
 }
@@ -311,21 +298,8 @@ fn signing_a_mender_artifact_later_satisfies_mender_artifact() {
 fn zstd_is_written_only_on_request_and_read_by_us() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("z.mender");
-    ok(&[
-        "artifact",
-        "write",
-        "rootfs-image",
-        "-f",
-        &vec_path("inputs/rootfs-v1.ext4"),
-        "-n",
-        "z-1",
-        "-t",
-        "dev",
-        "--compression",
-        "zstd",
-        "-o",
-        &p(&out),
-    ]);
+    let written = write_rootfs("z-1", &out, &["--compression", "zstd"]);
+    assert!(written.status.success(), "{}", text(&written));
     let shown = String::from_utf8(ok(&["artifact", "read", &p(&out)]).stdout).unwrap();
     assert!(shown.contains("Data compression: zstd"), "{shown}");
     // mender-artifact 3.9 cannot read zstd: that is why it is never the default.
