@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of aloft, on a fresh Debian machine too: installs what the tests need first
-# (Debian's mender-artifact 3.9 as the compatibility judge, cargo-fuzz for the fuzz targets).
+# (Debian's mender-artifact 3.9 as the compatibility judge, libubootenv-tool and grub-common for
+# the bootloader environments, cargo-fuzz for the fuzz targets).
 #   FUZZ_SECONDS=N  how long each fuzz target runs (default 30; 0 builds them only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +10,8 @@ step() { printf '\n==> %s\n' "$*"; }
 
 need=()
 command -v mender-artifact >/dev/null || need+=(mender-artifact)
+command -v fw_printenv >/dev/null || need+=(libubootenv-tool)
+command -v grub-editenv >/dev/null || need+=(grub-common)
 command -v cc >/dev/null || need+=(build-essential)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 if ((${#need[@]})); then
@@ -28,12 +31,16 @@ step "rustdoc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 
 step "dependency rules"
-# The format library stays free of async runtimes, HTTP and databases (ARCHITECTURE.md).
-forbidden='^(tokio|async-std|hyper|axum|reqwest|ureq|sqlx|rusqlite|diesel) '
-if cargo tree -p aloft-artifact -e normal --prefix none --locked | grep -E "$forbidden"; then
-  echo "aloft-artifact must not depend on the crates above" >&2
-  exit 1
-fi
+# The format library and the device engine stay free of async runtimes, HTTP servers and
+# databases (ARCHITECTURE.md); the format library has no HTTP client either.
+for crate in aloft-artifact aloft-device; do
+  forbidden='^(tokio|async-std|hyper|axum|sqlx|rusqlite|diesel) '
+  [ "$crate" = aloft-artifact ] && forbidden='^(tokio|async-std|hyper|axum|reqwest|ureq|sqlx|rusqlite|diesel) '
+  if cargo tree -p "$crate" -e normal --prefix none --locked | grep -E "$forbidden"; then
+    echo "$crate must not depend on the crates above" >&2
+    exit 1
+  fi
+done
 
 step "fuzz targets (build, then ${FUZZ_SECONDS:-30}s each)"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --quiet
