@@ -33,7 +33,7 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 step "dependency rules"
 # The format library and the device engine stay free of async runtimes, HTTP servers and
 # databases (ARCHITECTURE.md); the format library has no HTTP client either.
-for crate in aloft-artifact aloft-device; do
+for crate in aloft-artifact aloft-device aloft-client; do
   forbidden='^(tokio|async-std|hyper|axum|sqlx|rusqlite|diesel) '
   [ "$crate" = aloft-artifact ] && forbidden='^(tokio|async-std|hyper|axum|reqwest|ureq|sqlx|rusqlite|diesel) '
   if cargo tree -p "$crate" -e normal --prefix none --locked | grep -E "$forbidden"; then

@@ -183,3 +183,16 @@ impl ArtifactError {
         !matches!(self, Self::Io { .. } | Self::Consumer { .. })
     }
 }
+
+/// An error and all its sources on one line, `outer: inner: innermost`, for messages and
+/// reports where no `{:#}` formatter (anyhow) is at hand.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}

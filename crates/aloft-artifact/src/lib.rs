@@ -48,7 +48,7 @@ mod tar;
 mod writer;
 
 pub use compression::{Compression, ZSTD_DEFAULT_LEVEL};
-pub use error::{ArtifactError, Result};
+pub use error::{ArtifactError, Result, error_chain};
 pub use header::{
     ArtifactInfo, Augment, DependValue, FileRef, PayloadHeader, PayloadType, SCRIPT_STATES,
     SignatureState, StateScript, TypeInfo, check_file_name, check_label, check_script_name,

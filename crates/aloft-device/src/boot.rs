@@ -5,6 +5,7 @@
 //! [`grub`]: GRUB environment block) and their power-cut-safe writes. Must not: decide what to
 //! write; the update state machine does, through [`EnvStore::update`].
 
+pub mod control;
 pub mod grub;
 pub mod uboot;
 
@@ -98,9 +99,9 @@ pub(crate) fn io_err(path: &std::path::Path) -> impl FnOnce(io::Error) -> EnvErr
     }
 }
 
-/// Replaces `path` with `data` atomically: temporary file in the same folder, fsync, rename,
+/// Replaces `path` with `data` atomically (also used for the client's state files): temporary file in the same folder, fsync, rename,
 /// fsync of the folder.
-pub(crate) fn replace_file(path: &std::path::Path, data: &[u8]) -> Result<()> {
+pub fn replace_file(path: &std::path::Path, data: &[u8]) -> Result<()> {
     use std::io::Write as _;
     let dir = path
         .parent()

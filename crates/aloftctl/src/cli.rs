@@ -28,6 +28,63 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// Simulated A/B devices in a folder, for trying aloft and for tests.
+    Sim {
+        #[command(subcommand)]
+        command: SimCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SimCommand {
+    /// Create a simulated device in DIR (slot images, bootloader environment, aloft.toml).
+    Create {
+        /// The device folder.
+        dir: PathBuf,
+        /// Device type.
+        #[arg(long)]
+        device_type: String,
+        /// Bootloader.
+        #[arg(long, value_enum, default_value_t = SimLoader::Uboot)]
+        bootloader: SimLoader,
+        /// Size of each slot (e.g. 64M, 1G).
+        #[arg(long, default_value = "64M")]
+        slot_size: String,
+        /// Artifact the device runs at first.
+        #[arg(long, default_value = "factory-1")]
+        artifact_name: String,
+        /// Command the simulated system runs after each boot (e.g. `aloft --config DIR/aloft.toml resume`).
+        #[arg(long)]
+        on_boot: Option<String>,
+    },
+    /// Reboot the simulated device: play the bootloader, then run its on-boot command.
+    Reboot {
+        /// The device folder.
+        dir: PathBuf,
+    },
+    /// Mark a slot as not booting (the kernel hangs) or, with --repair, booting again.
+    Break {
+        /// The device folder.
+        dir: PathBuf,
+        /// a or b.
+        #[arg(value_enum)]
+        slot: SimSlot,
+        /// Make it boot again.
+        #[arg(long)]
+        repair: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum SimLoader {
+    Uboot,
+    Grub,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum SimSlot {
+    A,
+    B,
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,6 +7,7 @@ mod artifact;
 mod cli;
 mod key;
 mod progress;
+mod sim;
 
 use std::process::ExitCode;
 
@@ -26,6 +27,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         cli::Command::Artifact { command } => artifact::run(*command),
         cli::Command::Key { command } => key::run(command),
+        cli::Command::Sim { command } => sim::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

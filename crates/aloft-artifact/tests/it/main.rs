@@ -24,12 +24,5 @@ fn read_all(
 
 /// The error and all its sources, as one line.
 fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
+    aloft_artifact::error_chain(e)
 }

@@ -1,0 +1,231 @@
+//! `aloft`, the device client: a thin binary over `aloft-device`.
+//!
+//! Exit codes, as Mender's: 0 ok, 1 error, 2 nothing to commit or roll back, 4 reboot needed
+//! (with `--reboot-exit-code`).
+
+use std::io::{IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use aloft_device::config::Config;
+use aloft_device::engine::{Device, InstallResult, Progress};
+use anyhow::{Context as _, Result};
+use clap::{Parser, Subcommand};
+
+/// The aloft device client.
+#[derive(Debug, Parser)]
+#[command(name = "aloft", version)]
+struct Cli {
+    /// Configuration: aloft.toml, or a Mender mender.conf (default: /etc/aloft/aloft.toml, else
+    /// /etc/mender/mender.conf).
+    #[arg(short, long, global = true)]
+    config: Option<PathBuf>,
+    /// Log what is being done.
+    #[arg(short, long, global = true)]
+    verbose: bool,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Install an artifact file.
+    Install {
+        /// The artifact.
+        artifact: String,
+        /// Exit with 4 when a reboot is needed.
+        #[arg(long)]
+        reboot_exit_code: bool,
+    },
+    /// Commit the update running on trial.
+    Commit,
+    /// Roll the update back.
+    Rollback,
+    /// Finish what a reboot or power cut interrupted (run at every boot).
+    Resume {
+        /// Exit with 4 when a reboot is needed.
+        #[arg(long)]
+        reboot_exit_code: bool,
+    },
+    /// Print the installed artifact name.
+    ShowArtifact,
+    /// Print the stored provides.
+    ShowProvides,
+    /// Show the installed artifact, the slot, the update in progress and the last result.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = if cli.verbose { "info" } else { "warn" };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ALOFT_LOG")
+                .unwrap_or_else(|_| level.into()),
+        )
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn config_path(given: Option<PathBuf>) -> PathBuf {
+    given.unwrap_or_else(|| {
+        let ours = Path::new("/etc/aloft/aloft.toml");
+        let mender = Path::new("/etc/mender/mender.conf");
+        if !ours.exists() && mender.exists() {
+            mender.to_owned()
+        } else {
+            ours.to_owned()
+        }
+    })
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let path = config_path(cli.config);
+    let config = Config::load(&path)?;
+    let device = Device::open(config)
+        .with_context(|| format!("cannot open the device of {}", path.display()))?;
+    let mut out = std::io::stdout().lock();
+    match cli.command {
+        Cmd::Install {
+            artifact,
+            reboot_exit_code,
+        } => {
+            if artifact.starts_with("http://") || artifact.starts_with("https://") {
+                anyhow::bail!(
+                    "installing from a URL is not supported by this build yet; download the file first"
+                );
+            }
+            let file = std::fs::File::open(&artifact)
+                .with_context(|| format!("cannot open {artifact}"))?;
+            let bar = progress_bar();
+            let result = device
+                .install(
+                    std::io::BufReader::with_capacity(256 * 1024, file),
+                    &mut |n, total| {
+                        bar.set_length(total);
+                        bar.set_position(n);
+                    },
+                )
+                .with_context(|| format!("cannot install {artifact}"))?;
+            bar.finish_and_clear();
+            match result {
+                InstallResult::Committed => {
+                    writeln!(out, "installed and committed {artifact}")?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                InstallResult::RebootRequired => {
+                    writeln!(
+                        out,
+                        "installed {artifact}: reboot to run it, then it is checked and committed"
+                    )?;
+                    Ok(reboot_code(reboot_exit_code))
+                }
+            }
+        }
+        Cmd::Commit => report(&mut out, device.commit()?, false),
+        Cmd::Rollback => report(&mut out, device.rollback()?, false),
+        Cmd::Resume { reboot_exit_code } => report(&mut out, device.resume()?, reboot_exit_code),
+        Cmd::ShowArtifact => {
+            writeln!(out, "{}", device.installed()?.artifact_name)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::ShowProvides => {
+            for (k, v) in device.provides()? {
+                writeln!(out, "{k}={v}")?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Status { json } => {
+            let status = device.status()?;
+            if json {
+                serde_json::to_writer_pretty(&mut out, &status)?;
+                writeln!(out)?;
+            } else {
+                writeln!(out, "artifact: {}", status.artifact_name)?;
+                if let Some(slot) = status.booted_slot {
+                    writeln!(out, "booted slot: {slot}")?;
+                }
+                match (&status.pending, &status.pending_artifact) {
+                    (Some(phase), Some(name)) => {
+                        writeln!(out, "update in progress: {name} ({phase:?})")?;
+                    }
+                    _ => writeln!(out, "update in progress: none")?,
+                }
+                match &status.last {
+                    Some(o) if o.success => {
+                        writeln!(out, "last update: {} succeeded", o.artifact_name)?;
+                    }
+                    Some(o) => writeln!(
+                        out,
+                        "last update: {} failed: {}",
+                        o.artifact_name,
+                        o.reason.as_deref().unwrap_or("?")
+                    )?,
+                    None => writeln!(out, "last update: none")?,
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn reboot_code(wanted: bool) -> ExitCode {
+    if wanted {
+        ExitCode::from(4)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn report(
+    out: &mut impl std::io::Write,
+    progress: Progress,
+    reboot_exit_code: bool,
+) -> Result<ExitCode> {
+    Ok(match progress {
+        Progress::Nothing => {
+            writeln!(out, "no update in progress")?;
+            ExitCode::from(2)
+        }
+        Progress::RebootRequired => {
+            writeln!(out, "reboot needed to go on")?;
+            reboot_code(reboot_exit_code)
+        }
+        Progress::Committed => {
+            writeln!(out, "committed")?;
+            ExitCode::SUCCESS
+        }
+        Progress::Failed(reason) => {
+            writeln!(out, "update failed: {reason}")?;
+            ExitCode::SUCCESS
+        }
+    })
+}
+
+fn progress_bar() -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "installing [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+        )
+        .expect("a valid template")
+        .progress_chars("=> "),
+    );
+    bar
+}

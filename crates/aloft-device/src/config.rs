@@ -1,0 +1,342 @@
+//! Device configuration: `aloft.toml` (TOML, strict), or an existing Mender `mender.conf`
+//! (JSON) so a Mender device keeps its configuration.
+//!
+//! Owns: the file formats and their defaults, and validation into one [`Config`]. Must not:
+//! read anything else from the system (the device type file is read by the engine).
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML/JSON for this schema.
+    #[error("invalid configuration {path}: {reason}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Which bootloader steers the A/B slots.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Bootloader {
+    /// U-Boot, environment located by an `fw_env.config`-format file.
+    Uboot {
+        /// The `fw_env.config` file.
+        #[serde(default = "default_fw_env_config")]
+        fw_env_config: PathBuf,
+    },
+    /// GRUB, environment block file.
+    Grub {
+        /// The `grubenv` file.
+        grubenv: PathBuf,
+    },
+}
+
+fn default_fw_env_config() -> PathBuf {
+    PathBuf::from("/etc/fw_env.config")
+}
+
+/// How the client finds out which slot it booted from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum BootedSlotDetection {
+    /// The `root=` of `/proc/cmdline` compared with the slot devices.
+    #[default]
+    Cmdline,
+    /// `mender_boot_part` in the bootloader environment (simulation, or boards where the
+    /// bootloader writes the booted partition back).
+    BootloaderEnv,
+}
+
+/// One A/B slot.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Slot {
+    /// Block device, or a regular file in simulation.
+    pub device: PathBuf,
+    /// Partition number the bootloader knows it by (`mender_boot_part`). Default: the
+    /// trailing digits of the device name.
+    #[serde(default)]
+    pub part: Option<u32>,
+}
+
+impl Slot {
+    /// The partition number for `mender_boot_part`.
+    pub fn part_number(&self) -> Option<u32> {
+        self.part.or_else(|| {
+            let name = self.device.to_string_lossy();
+            let digits: String = name
+                .chars()
+                .rev()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            digits.chars().rev().collect::<String>().parse().ok()
+        })
+    }
+}
+
+/// The A/B slot pair.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Slots {
+    /// Slot A.
+    pub a: Slot,
+    /// Slot B.
+    pub b: Slot,
+}
+
+/// `aloft.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Device type; when absent it is read from `device_type_file`.
+    #[serde(default)]
+    pub device_type: Option<String>,
+    /// `device_type=<type>` file (Mender's format).
+    #[serde(default = "default_device_type_file")]
+    pub device_type_file: PathBuf,
+    /// Where the client keeps its state, provides and module trees.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Update Modules (v3).
+    #[serde(default = "default_modules_dir")]
+    pub modules_dir: PathBuf,
+    /// Rootfs state scripts.
+    #[serde(default = "default_scripts_dir")]
+    pub scripts_dir: PathBuf,
+    /// Mender's `artifact_info` file, read when the client has no stored artifact name yet.
+    #[serde(default = "default_artifact_info")]
+    pub artifact_info_file: PathBuf,
+    /// Public keys trusted to sign artifacts; when any is given, unsigned artifacts are refused.
+    #[serde(default)]
+    pub verify_keys: Vec<PathBuf>,
+    /// A/B slots; without them, rootfs-image payloads are refused.
+    #[serde(default)]
+    pub slots: Option<Slots>,
+    /// The bootloader.
+    #[serde(default)]
+    pub bootloader: Option<Bootloader>,
+    /// How the booted slot is found.
+    #[serde(default)]
+    pub booted_slot: BootedSlotDetection,
+    /// Shell command that decides whether a new system is healthy (exit 0) after a reboot.
+    #[serde(default)]
+    pub health_check: Option<String>,
+    /// Shell command that reboots the device.
+    #[serde(default = "default_reboot_command")]
+    pub reboot_command: String,
+    /// File whose content changes at every boot (the kernel's boot id; the simulator's own).
+    #[serde(default = "default_boot_id_file")]
+    pub boot_id_file: PathBuf,
+    /// Seconds a state script or the health check may run.
+    #[serde(default = "default_script_timeout")]
+    pub state_script_timeout_seconds: u64,
+}
+
+fn default_device_type_file() -> PathBuf {
+    PathBuf::from("/var/lib/mender/device_type")
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("/var/lib/aloft")
+}
+fn default_modules_dir() -> PathBuf {
+    PathBuf::from("/usr/share/mender/modules/v3")
+}
+fn default_scripts_dir() -> PathBuf {
+    PathBuf::from("/etc/mender/scripts")
+}
+fn default_artifact_info() -> PathBuf {
+    PathBuf::from("/etc/mender/artifact_info")
+}
+fn default_boot_id_file() -> PathBuf {
+    PathBuf::from("/proc/sys/kernel/random/boot_id")
+}
+fn default_reboot_command() -> String {
+    "reboot".into()
+}
+fn default_script_timeout() -> u64 {
+    3600
+}
+
+/// The keys of `mender.conf` that aloft honours; others are ignored, as Mender does.
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct MenderConf {
+    #[serde(default)]
+    rootfs_part_a: Option<PathBuf>,
+    #[serde(default)]
+    rootfs_part_b: Option<PathBuf>,
+    #[serde(default)]
+    artifact_verify_key: Option<PathBuf>,
+    #[serde(default)]
+    artifact_verify_keys: Vec<PathBuf>,
+    #[serde(default)]
+    device_type_file: Option<PathBuf>,
+    #[serde(default)]
+    state_script_timeout_seconds: Option<u64>,
+}
+
+/// The `mender.conf` keys read by [`Config::from_mender_conf`].
+pub const MENDER_CONF_KEYS: [&str; 6] = [
+    "RootfsPartA",
+    "RootfsPartB",
+    "ArtifactVerifyKey",
+    "ArtifactVerifyKeys",
+    "DeviceTypeFile",
+    "StateScriptTimeoutSeconds",
+];
+
+impl Config {
+    /// Loads `aloft.toml`, or a `mender.conf` when the file name ends in `.conf` or `.json`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let parse = |reason: String| ConfigError::Parse {
+            path: path.to_owned(),
+            reason,
+        };
+        let mut config = if path.extension().is_some_and(|e| e == "conf" || e == "json") {
+            Self::from_mender_conf(&text).map_err(parse)?
+        } else {
+            toml::from_str::<Self>(&text).map_err(|e| parse(e.to_string()))?
+        };
+        // Relative paths are relative to the configuration file, so a simulated device's
+        // folder can move.
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve(base);
+        config.validate().map_err(parse)?;
+        Ok(config)
+    }
+
+    /// A configuration from Mender's `mender.conf` JSON (see [`MENDER_CONF_KEYS`]).
+    pub fn from_mender_conf(json: &str) -> Result<Self, String> {
+        let m: MenderConf = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        let mut config: Self = toml::from_str("").map_err(|e| e.to_string())?;
+        if let (Some(a), Some(b)) = (m.rootfs_part_a, m.rootfs_part_b) {
+            config.slots = Some(Slots {
+                a: Slot {
+                    device: a,
+                    part: None,
+                },
+                b: Slot {
+                    device: b,
+                    part: None,
+                },
+            });
+            config.bootloader = Some(Bootloader::Uboot {
+                fw_env_config: default_fw_env_config(),
+            });
+        }
+        config.verify_keys = m
+            .artifact_verify_key
+            .into_iter()
+            .chain(m.artifact_verify_keys)
+            .collect();
+        if let Some(f) = m.device_type_file {
+            config.device_type_file = f;
+        }
+        if let Some(t) = m.state_script_timeout_seconds {
+            config.state_script_timeout_seconds = t;
+        }
+        config.data_dir = PathBuf::from("/var/lib/mender/aloft");
+        Ok(config)
+    }
+
+    fn resolve(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.device_type_file);
+        fix(&mut self.data_dir);
+        fix(&mut self.modules_dir);
+        fix(&mut self.scripts_dir);
+        fix(&mut self.artifact_info_file);
+        fix(&mut self.boot_id_file);
+        self.verify_keys.iter_mut().for_each(fix);
+        if let Some(s) = &mut self.slots {
+            fix(&mut s.a.device);
+            fix(&mut s.b.device);
+        }
+        match &mut self.bootloader {
+            Some(Bootloader::Uboot { fw_env_config }) => fix(fw_env_config),
+            Some(Bootloader::Grub { grubenv }) => fix(grubenv),
+            None => {}
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if let Some(s) = &self.slots {
+            if self.bootloader.is_none() {
+                return Err("slots need a [bootloader]".into());
+            }
+            let (a, b) = (s.a.part_number(), s.b.part_number());
+            match (a, b) {
+                (Some(a), Some(b)) if a != b => {}
+                _ => return Err("slots need distinct partition numbers (set `part`)".into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mender_conf_keys_are_honoured() {
+        let c = Config::from_mender_conf(
+            r#"{"RootfsPartA":"/dev/mmcblk0p2","RootfsPartB":"/dev/mmcblk0p3","ArtifactVerifyKey":"/etc/mender/artifact-verify-key.pem","ServerURL":"https://x","DeviceTypeFile":"/data/device_type"}"#,
+        )
+        .unwrap();
+        let slots = c.slots.unwrap();
+        assert_eq!(slots.a.part_number(), Some(2));
+        assert_eq!(slots.b.part_number(), Some(3));
+        assert_eq!(
+            c.verify_keys,
+            vec![PathBuf::from("/etc/mender/artifact-verify-key.pem")]
+        );
+        assert_eq!(c.device_type_file, PathBuf::from("/data/device_type"));
+    }
+
+    #[test]
+    fn unknown_toml_keys_are_refused_and_relative_paths_follow_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("aloft.toml");
+        std::fs::write(&path, "device_type = \"x\"\nbogus = 1\n").unwrap();
+        assert!(
+            Config::load(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("bogus")
+        );
+        std::fs::write(
+            &path,
+            "device_type = \"x\"\ndata_dir = \"data\"\n[slots]\na = { device = \"slot-a.img\", part = 2 }\nb = { device = \"slot-b.img\", part = 3 }\n[bootloader]\nkind = \"grub\"\ngrubenv = \"grubenv\"\n",
+        )
+        .unwrap();
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.data_dir, dir.path().join("data"));
+        assert_eq!(c.slots.unwrap().b.device, dir.path().join("slot-b.img"));
+    }
+}

@@ -1,0 +1,650 @@
+//! The install engine: artifact → checks → slot → bootloader → reboot → health check → commit
+//! or roll back, with every step persisted first (see [`crate::state`]).
+//!
+//! Owns: the order of operations and the device's view of what is installed. Must not: parse
+//! the artifact format (aloft-artifact does) or talk to a server (the daemon will).
+//!
+//! Built: rootfs-image (A/B slots) and empty (bootstrap) payloads. Not yet: Update Modules and
+//! state scripts; such artifacts are refused with a clear error before anything is touched.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aloft_artifact::{
+    ArtifactInfo, ArtifactReader, DependValue, PayloadType, ReadOptions, VerifyingKey,
+};
+use serde::Serialize;
+
+use crate::boot::EnvError;
+use crate::boot::control::{BootControl, SlotId};
+use crate::boot::grub::GrubEnv;
+use crate::boot::uboot::UbootEnv;
+use crate::config::{BootedSlotDetection, Bootloader, Config};
+use crate::slot::{self, SlotError};
+use crate::state::{self, Decision, Installed, Outcome, Pending, Persisted, Phase, StateError};
+
+/// Why an operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeviceError {
+    /// The artifact is invalid, tampered with, or not signed by a trusted key.
+    #[error("invalid artifact")]
+    Artifact(#[from] aloft_artifact::ArtifactError),
+    /// The artifact does not fit this device.
+    #[error("artifact not installable here: {0}")]
+    Incompatible(String),
+    /// Another update is in progress.
+    #[error("an update of {0} is in progress: commit or roll it back first")]
+    Busy(String),
+    /// Writing the slot failed.
+    #[error("slot error")]
+    Slot(#[from] SlotError),
+    /// The bootloader environment failed.
+    #[error("bootloader environment error")]
+    Env(#[from] EnvError),
+    /// The state files failed.
+    #[error("state error")]
+    State(#[from] StateError),
+    /// Something this build cannot do (yet) or this configuration does not allow.
+    #[error("{0}")]
+    Unsupported(String),
+    /// Other I/O.
+    #[error("{what}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+type Result<T, E = DeviceError> = std::result::Result<T, E>;
+
+/// After `install`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstallResult {
+    /// Installed and committed (no reboot needed).
+    Committed,
+    /// The new slot is armed: reboot into it.
+    RebootRequired,
+}
+
+/// After `resume`, `commit` or `rollback`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// No update in progress.
+    Nothing,
+    /// A reboot is needed to go on.
+    RebootRequired,
+    /// The update is committed.
+    Committed,
+    /// The update failed (and the old system runs, or will after the reboot in progress).
+    Failed(String),
+}
+
+/// `aloft status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// Installed artifact.
+    pub artifact_name: String,
+    /// Installed group.
+    pub artifact_group: Option<String>,
+    /// Slot running now (rootfs devices).
+    pub booted_slot: Option<SlotId>,
+    /// Phase of the update in progress.
+    pub pending: Option<Phase>,
+    /// Artifact of the update in progress.
+    pub pending_artifact: Option<String>,
+    /// The last finished update.
+    pub last: Option<Outcome>,
+}
+
+/// A device, as its configuration describes it.
+pub struct Device {
+    config: Config,
+    boot: Option<BootControl>,
+}
+
+impl Device {
+    /// Opens the device described by `config`.
+    pub fn open(config: Config) -> Result<Self> {
+        let boot = match (&config.slots, &config.bootloader) {
+            (Some(slots), Some(loader)) => {
+                let env: Box<dyn crate::boot::EnvStore + Send + Sync> = match loader {
+                    Bootloader::Uboot { fw_env_config } => {
+                        Box::new(UbootEnv::from_config(fw_env_config)?)
+                    }
+                    Bootloader::Grub { grubenv } => Box::new(GrubEnv::new(grubenv)),
+                };
+                let parts = [slots.a.part_number(), slots.b.part_number()];
+                let [Some(a), Some(b)] = parts else {
+                    return Err(DeviceError::Unsupported(
+                        "slots need partition numbers".into(),
+                    ));
+                };
+                Some(BootControl::new(env, [a, b]))
+            }
+            _ => None,
+        };
+        Ok(Self { config, boot })
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.config.data_dir.join("state.json")
+    }
+
+    fn installed_path(&self) -> PathBuf {
+        self.config.data_dir.join("provides.json")
+    }
+
+    fn io(what: &str) -> impl FnOnce(std::io::Error) -> DeviceError + '_ {
+        move |source| DeviceError::Io {
+            what: what.to_owned(),
+            source,
+        }
+    }
+
+    /// What the device runs: the stored record, or Mender's `artifact_info` before the first
+    /// commit.
+    pub fn installed(&self) -> Result<Installed> {
+        let stored: Installed = state::load(&self.installed_path())?;
+        if !stored.artifact_name.is_empty() {
+            return Ok(stored);
+        }
+        let mut out = Installed::default();
+        if let Ok(text) = std::fs::read_to_string(&self.config.artifact_info_file) {
+            for line in text.lines().filter(|l| !l.trim_start().starts_with('#')) {
+                if let Some((k, v)) = line.split_once('=') {
+                    match k.trim() {
+                        "artifact_name" => v.trim().clone_into(&mut out.artifact_name),
+                        "artifact_group" => out.artifact_group = Some(v.trim().to_owned()),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The device type (configuration, else Mender's `device_type` file).
+    pub fn device_type(&self) -> Result<String> {
+        if let Some(t) = &self.config.device_type {
+            return Ok(t.clone());
+        }
+        let text = std::fs::read_to_string(&self.config.device_type_file)
+            .map_err(Self::io("cannot read the device type file"))?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("device_type=").map(|t| t.trim().to_owned()))
+            .ok_or_else(|| {
+                DeviceError::Unsupported(format!(
+                    "no device_type= line in {}",
+                    self.config.device_type_file.display()
+                ))
+            })
+    }
+
+    fn boot_id(&self) -> String {
+        std::fs::read_to_string(&self.config.boot_id_file)
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default()
+    }
+
+    fn boot(&self) -> Result<&BootControl> {
+        self.boot.as_ref().ok_or_else(|| {
+            DeviceError::Unsupported(
+                "rootfs-image needs [slots] and [bootloader] in the configuration".into(),
+            )
+        })
+    }
+
+    /// The slot running now.
+    pub fn booted_slot(&self) -> Result<SlotId> {
+        let slots = self
+            .config
+            .slots
+            .as_ref()
+            .ok_or_else(|| DeviceError::Unsupported("no slots configured".into()))?;
+        match self.config.booted_slot {
+            BootedSlotDetection::BootloaderEnv => self.boot()?.state()?.slot.ok_or_else(|| {
+                DeviceError::Unsupported("mender_boot_part names neither slot".into())
+            }),
+            BootedSlotDetection::Cmdline => {
+                let cmdline = std::fs::read_to_string("/proc/cmdline")
+                    .map_err(Self::io("cannot read /proc/cmdline"))?;
+                let root = cmdline
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("root="))
+                    .ok_or_else(|| {
+                        DeviceError::Unsupported("no root= on the kernel command line".into())
+                    })?;
+                let same = |dev: &PathBuf| {
+                    let canon = |p: &std::path::Path| {
+                        std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned())
+                    };
+                    canon(dev) == canon(std::path::Path::new(root))
+                };
+                if same(&slots.a.device) {
+                    Ok(SlotId::A)
+                } else if same(&slots.b.device) {
+                    Ok(SlotId::B)
+                } else {
+                    Err(DeviceError::Unsupported(format!(
+                        "root={root} is neither slot"
+                    )))
+                }
+            }
+        }
+    }
+
+    fn trusted_keys(&self) -> Result<Vec<VerifyingKey>> {
+        self.config
+            .verify_keys
+            .iter()
+            .map(|p| {
+                let text = std::fs::read_to_string(p)
+                    .map_err(Self::io("cannot read a verification key"))?;
+                VerifyingKey::from_pem(&text).map_err(|e| {
+                    DeviceError::Unsupported(format!("verification key {}: {e}", p.display()))
+                })
+            })
+            .collect()
+    }
+
+    fn check_compatible(&self, info: &ArtifactInfo, installed: &Installed) -> Result<()> {
+        let device_type = self.device_type()?;
+        if !info.device_types.contains(&device_type) {
+            return Err(DeviceError::Incompatible(format!(
+                "device type {device_type:?} is not among {:?}",
+                info.device_types
+            )));
+        }
+        if !info.depends_artifact_name.is_empty()
+            && !info
+                .depends_artifact_name
+                .contains(&installed.artifact_name)
+        {
+            return Err(DeviceError::Incompatible(format!(
+                "it installs only over {:?}, the device runs {:?}",
+                info.depends_artifact_name, installed.artifact_name
+            )));
+        }
+        if !info.depends_group.is_empty()
+            && !installed
+                .artifact_group
+                .as_ref()
+                .is_some_and(|g| info.depends_group.contains(g))
+        {
+            return Err(DeviceError::Incompatible(format!(
+                "it needs one of the groups {:?}",
+                info.depends_group
+            )));
+        }
+        for payload in &info.payloads {
+            for (key, want) in &payload.type_info.depends {
+                let have = installed.provides.get(key);
+                let ok = match (want, have) {
+                    (DependValue::One(w), Some(h)) => w == h,
+                    (DependValue::AnyOf(ws), Some(h)) => ws.contains(h),
+                    (_, None) => false,
+                };
+                if !ok {
+                    return Err(DeviceError::Incompatible(format!(
+                        "depends on {key} = {want}, the device has {}",
+                        have.map_or("nothing", String::as_str)
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Installs an artifact. Signature, compatibility and depends are checked before any byte
+    /// reaches a slot. Rootfs images end in [`InstallResult::RebootRequired`].
+    pub fn install<R: Read + Send>(
+        &self,
+        source: R,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<InstallResult> {
+        let mut persisted: Persisted = state::load(&self.state_path())?;
+        if let Some(p) = &persisted.pending {
+            return Err(DeviceError::Busy(p.artifact_name.clone()));
+        }
+        let options = ReadOptions {
+            trusted_keys: self.trusted_keys()?,
+            ..ReadOptions::default()
+        };
+        let reader = ArtifactReader::open(source, &options)?;
+        let info = reader.info().clone();
+        let installed = self.installed()?;
+        self.check_compatible(&info, &installed)?;
+        let payload = &info.payloads[0];
+        let mut pending = Pending {
+            phase: Phase::Installing,
+            artifact_name: info.name.clone(),
+            artifact_group: info.group.clone(),
+            payload_type: payload.payload_type.to_string(),
+            provides: payload.type_info.provides.clone(),
+            clears: payload.type_info.clears.clone(),
+            from_slot: None,
+            to_slot: None,
+            boot_id: self.boot_id(),
+            reason: None,
+        };
+        match &payload.payload_type {
+            PayloadType::Empty => {
+                reader.validate()?;
+                self.commit_provides(&pending)?;
+                persisted.last = Some(Outcome {
+                    artifact_name: info.name,
+                    success: true,
+                    reason: None,
+                });
+                state::save(&self.state_path(), &persisted)?;
+                Ok(InstallResult::Committed)
+            }
+            PayloadType::Module(t) => Err(DeviceError::Unsupported(format!(
+                "Update Module payloads ({t}) are not supported by this build yet"
+            ))),
+            PayloadType::RootfsImage => {
+                let boot = self.boot()?;
+                let slots = self.config.slots.as_ref().expect("boot implies slots");
+                let from = self.booted_slot()?;
+                let to = from.other();
+                let device = match to {
+                    SlotId::A => slots.a.device.clone(),
+                    SlotId::B => slots.b.device.clone(),
+                };
+                pending.from_slot = Some(from);
+                pending.to_slot = Some(to);
+                persisted.pending = Some(pending.clone());
+                state::save(&self.state_path(), &persisted)?;
+                let written = reader.read_payloads(|file| {
+                    let size = file.size();
+                    let expected = file.expected_sha256();
+                    slot::write_image(&device, file, size, expected, &mut |n| progress(n, size))?;
+                    Ok(())
+                });
+                if let Err(e) = written {
+                    let reason = format!(
+                        "installing into slot {to} failed: {}",
+                        aloft_artifact::error_chain(&e)
+                    );
+                    self.finish_failure(&pending, &reason)?;
+                    return Err(e.into());
+                }
+                // Write-ahead: record the phase, then arm (idempotent, redone if cut here).
+                pending.phase = Phase::Installed;
+                persisted.pending = Some(pending);
+                state::save(&self.state_path(), &persisted)?;
+                boot.try_slot(to)?;
+                Ok(InstallResult::RebootRequired)
+            }
+        }
+    }
+
+    /// Called at every start: finishes whatever a reboot or a power cut interrupted. After the
+    /// reboot into a new slot it runs the health check, then commits or rolls back (and then
+    /// reboots with the configured command).
+    pub fn resume(&self) -> Result<Progress> {
+        self.proceed(Intent::Resume)
+    }
+
+    /// Commits the update running on trial (no health check: the operator decides).
+    pub fn commit(&self) -> Result<Progress> {
+        self.proceed(Intent::Commit)
+    }
+
+    /// Rolls the update back.
+    pub fn rollback(&self) -> Result<Progress> {
+        self.proceed(Intent::Rollback)
+    }
+
+    fn proceed(&self, intent: Intent) -> Result<Progress> {
+        let persisted: Persisted = state::load(&self.state_path())?;
+        let Some(pending) = persisted.pending.clone() else {
+            return Ok(Progress::Nothing);
+        };
+        let boot = self.boot()?;
+        let decision = state::decide(
+            Some(&pending),
+            &self.boot_id(),
+            self.booted_slot()?,
+            boot.state()?,
+        );
+        tracing::info!(?decision, ?intent, artifact = %pending.artifact_name, "pending update");
+        match (decision, intent) {
+            (Decision::Idle, _) => Ok(Progress::Nothing),
+            (Decision::Abandon, _) => {
+                let from = pending.from_slot.expect("rootfs update");
+                if boot.state()?.slot != Some(from) {
+                    boot.revert(from)?;
+                }
+                let reason =
+                    "interrupted while writing the new slot (power cut or kill); nothing was armed";
+                self.finish_failure(&pending, reason)?;
+                Ok(Progress::Failed(reason.into()))
+            }
+            (Decision::AwaitReboot, Intent::Rollback) if pending.phase == Phase::Installed => {
+                boot.revert(pending.from_slot.expect("rootfs update"))?;
+                let reason = "rolled back by the operator before the reboot";
+                self.finish_failure(&pending, reason)?;
+                Ok(Progress::Failed(reason.into()))
+            }
+            (Decision::AwaitReboot, _) => {
+                match pending.phase {
+                    Phase::RollingBack => boot.revert(pending.from_slot.expect("rootfs update"))?,
+                    _ => boot.try_slot(pending.to_slot.expect("rootfs update"))?,
+                }
+                Ok(Progress::RebootRequired)
+            }
+            (Decision::Verify, Intent::Rollback) => {
+                self.start_rollback(pending, "rolled back by the operator", false)
+            }
+            (Decision::Verify, Intent::Commit) | (Decision::FinishCommit, _) => {
+                self.finish_commit(pending)
+            }
+            (Decision::Verify, Intent::Resume) => match self.health_check() {
+                Ok(()) => self.finish_commit(pending),
+                Err(reason) => self.start_rollback(pending, &reason, true),
+            },
+            (Decision::FellBack, _) => {
+                let reason = format!(
+                    "the new slot {} did not boot: the bootloader fell back to slot {}",
+                    pending.to_slot.expect("rootfs update"),
+                    pending.from_slot.expect("rootfs update")
+                );
+                self.finish_failure(&pending, &reason)?;
+                Ok(Progress::Failed(reason))
+            }
+            (Decision::RollbackDone, _) => {
+                let reason = pending
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| "rolled back".into());
+                self.finish_failure(&pending, &reason)?;
+                Ok(Progress::Failed(reason))
+            }
+            (Decision::RedoRollback, _) => {
+                let reason = pending
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| "rolled back".into());
+                self.start_rollback(pending, &reason, intent == Intent::Resume)
+            }
+        }
+    }
+
+    fn finish_commit(&self, mut pending: Pending) -> Result<Progress> {
+        pending.phase = Phase::Committing;
+        let mut persisted: Persisted = state::load(&self.state_path())?;
+        persisted.pending = Some(pending.clone());
+        state::save(&self.state_path(), &persisted)?;
+        self.boot()?.commit()?;
+        self.commit_provides(&pending)?;
+        persisted.pending = None;
+        persisted.last = Some(Outcome {
+            artifact_name: pending.artifact_name,
+            success: true,
+            reason: None,
+        });
+        state::save(&self.state_path(), &persisted)?;
+        Ok(Progress::Committed)
+    }
+
+    fn start_rollback(&self, mut pending: Pending, reason: &str, reboot: bool) -> Result<Progress> {
+        pending.phase = Phase::RollingBack;
+        pending.reason = Some(reason.to_owned());
+        pending.boot_id = self.boot_id();
+        let mut persisted: Persisted = state::load(&self.state_path())?;
+        persisted.pending = Some(pending.clone());
+        state::save(&self.state_path(), &persisted)?;
+        self.boot()?
+            .revert(pending.from_slot.expect("rootfs update"))?;
+        if reboot {
+            tracing::warn!(reason, "rolling back: rebooting into the previous slot");
+            self.reboot()?;
+        }
+        Ok(Progress::RebootRequired)
+    }
+
+    fn finish_failure(&self, pending: &Pending, reason: &str) -> Result<()> {
+        let mut persisted: Persisted = state::load(&self.state_path())?;
+        persisted.pending = None;
+        persisted.last = Some(Outcome {
+            artifact_name: pending.artifact_name.clone(),
+            success: false,
+            reason: Some(reason.to_owned()),
+        });
+        state::save(&self.state_path(), &persisted)?;
+        Ok(())
+    }
+
+    fn commit_provides(&self, pending: &Pending) -> Result<()> {
+        let old = self.installed()?;
+        let provides =
+            state::merge_provides(&old.provides, &pending.provides, pending.clears.as_deref());
+        let clears_group = pending
+            .clears
+            .as_ref()
+            .is_none_or(|c| c.iter().any(|p| p == "artifact_group"));
+        let group = pending.artifact_group.clone().or(if clears_group {
+            None
+        } else {
+            old.artifact_group
+        });
+        let installed = Installed {
+            artifact_name: pending.artifact_name.clone(),
+            artifact_group: group,
+            provides,
+        };
+        state::save(&self.installed_path(), &installed)?;
+        Ok(())
+    }
+
+    fn health_check(&self) -> Result<(), String> {
+        let Some(cmd) = &self.config.health_check else {
+            return Ok(());
+        };
+        run_shell(
+            cmd,
+            Duration::from_secs(self.config.state_script_timeout_seconds),
+        )
+        .map_err(|detail| format!("health check `{cmd}` failed: {detail}"))
+    }
+
+    fn reboot(&self) -> Result<()> {
+        run_shell(&self.config.reboot_command, Duration::from_secs(600)).map_err(|detail| {
+            DeviceError::Io {
+                what: format!(
+                    "reboot command `{}` failed: {detail}",
+                    self.config.reboot_command
+                ),
+                source: std::io::Error::other("reboot"),
+            }
+        })
+    }
+
+    /// Everything `aloft status` shows.
+    pub fn status(&self) -> Result<Status> {
+        let persisted: Persisted = state::load(&self.state_path())?;
+        let installed = self.installed()?;
+        Ok(Status {
+            artifact_name: installed.artifact_name,
+            artifact_group: installed.artifact_group,
+            booted_slot: self.booted_slot().ok(),
+            pending: persisted.pending.as_ref().map(|p| p.phase),
+            pending_artifact: persisted.pending.map(|p| p.artifact_name),
+            last: persisted.last,
+        })
+    }
+
+    /// Stored provides, with `artifact_name` and `artifact_group`, as `show-provides` prints.
+    pub fn provides(&self) -> Result<BTreeMap<String, String>> {
+        let installed = self.installed()?;
+        let mut all = installed.provides;
+        all.insert("artifact_name".into(), installed.artifact_name);
+        if let Some(g) = installed.artifact_group {
+            all.insert("artifact_group".into(), g);
+        }
+        Ok(all)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Intent {
+    Resume,
+    Commit,
+    Rollback,
+}
+
+/// Runs `sh -c cmd` with a time limit; Err carries the exit status and the end of stderr.
+fn run_shell(cmd: &str, limit: Duration) -> Result<(), String> {
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start: {e}"))?;
+    let mut stderr = child.stderr.take().expect("piped");
+    let collector = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = stderr.read_to_end(&mut out);
+        out
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            break status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("timed out after {} s", limit.as_secs()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let err = collector.join().unwrap_or_default();
+    if status.success() {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(&err);
+    let tail: String = text
+        .chars()
+        .rev()
+        .take(500)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    Err(format!(
+        "{status}{}{}",
+        if tail.trim().is_empty() { "" } else { ": " },
+        tail.trim()
+    ))
+}
