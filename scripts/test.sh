@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of aloft, on a fresh Debian machine too: installs what the tests need first
 # (Debian's mender-artifact 3.9 as the compatibility judge, libubootenv-tool and grub-common for
-# the bootloader environments, cargo-fuzz for the fuzz targets).
+# the bootloader environments, mender-client for its Update Modules, cargo-fuzz for the fuzz
+# targets).
 #   FUZZ_SECONDS=N  how long each fuzz target runs (default 30; 0 builds them only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,8 @@ need=()
 command -v mender-artifact >/dev/null || need+=(mender-artifact)
 command -v fw_printenv >/dev/null || need+=(libubootenv-tool)
 command -v grub-editenv >/dev/null || need+=(grub-common)
+# Debian's Update Modules (single-file, directory, script) and their artifact generators.
+[ -x /usr/share/mender/modules/v3/single-file ] || need+=(mender-client)
 command -v cc >/dev/null || need+=(build-essential)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 if ((${#need[@]})); then

@@ -147,6 +147,15 @@ pub struct Config {
     /// Seconds a state script or the health check may run.
     #[serde(default = "default_script_timeout")]
     pub state_script_timeout_seconds: u64,
+    /// Seconds between reruns of a state script that exited 21 ("retry later").
+    #[serde(default = "default_retry_interval")]
+    pub state_script_retry_interval_seconds: u64,
+    /// Seconds after which a script that keeps exiting 21 has failed.
+    #[serde(default = "default_retry_timeout")]
+    pub state_script_retry_timeout_seconds: u64,
+    /// Seconds one Update Module call may run.
+    #[serde(default = "default_module_timeout")]
+    pub module_timeout_seconds: u64,
 }
 
 fn default_device_type_file() -> PathBuf {
@@ -173,6 +182,15 @@ fn default_reboot_command() -> String {
 fn default_script_timeout() -> u64 {
     3600
 }
+fn default_retry_interval() -> u64 {
+    60
+}
+fn default_retry_timeout() -> u64 {
+    1800
+}
+fn default_module_timeout() -> u64 {
+    14400
+}
 
 /// The keys of `mender.conf` that aloft honours; others are ignored, as Mender does.
 #[derive(Debug, Deserialize, Default)]
@@ -190,16 +208,25 @@ struct MenderConf {
     device_type_file: Option<PathBuf>,
     #[serde(default)]
     state_script_timeout_seconds: Option<u64>,
+    #[serde(default)]
+    state_script_retry_interval_seconds: Option<u64>,
+    #[serde(default)]
+    state_script_retry_timeout_seconds: Option<u64>,
+    #[serde(default)]
+    module_timeout_seconds: Option<u64>,
 }
 
 /// The `mender.conf` keys read by [`Config::from_mender_conf`].
-pub const MENDER_CONF_KEYS: [&str; 6] = [
+pub const MENDER_CONF_KEYS: [&str; 9] = [
     "RootfsPartA",
     "RootfsPartB",
     "ArtifactVerifyKey",
     "ArtifactVerifyKeys",
     "DeviceTypeFile",
     "StateScriptTimeoutSeconds",
+    "StateScriptRetryIntervalSeconds",
+    "StateScriptRetryTimeoutSeconds",
+    "ModuleTimeoutSeconds",
 ];
 
 impl Config {
@@ -253,9 +280,24 @@ impl Config {
         if let Some(f) = m.device_type_file {
             config.device_type_file = f;
         }
-        if let Some(t) = m.state_script_timeout_seconds {
-            config.state_script_timeout_seconds = t;
-        }
+        let set = |target: &mut u64, value: Option<u64>| {
+            if let Some(v) = value.filter(|&v| v > 0) {
+                *target = v;
+            }
+        };
+        set(
+            &mut config.state_script_timeout_seconds,
+            m.state_script_timeout_seconds,
+        );
+        set(
+            &mut config.state_script_retry_interval_seconds,
+            m.state_script_retry_interval_seconds,
+        );
+        set(
+            &mut config.state_script_retry_timeout_seconds,
+            m.state_script_retry_timeout_seconds,
+        );
+        set(&mut config.module_timeout_seconds, m.module_timeout_seconds);
         config.data_dir = PathBuf::from("/var/lib/mender/aloft");
         Ok(config)
     }

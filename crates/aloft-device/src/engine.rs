@@ -4,8 +4,8 @@
 //! Owns: the order of operations and the device's view of what is installed. Must not: parse
 //! the artifact format (aloft-artifact does) or talk to a server (the daemon will).
 //!
-//! Built: rootfs-image (A/B slots) and empty (bootstrap) payloads. Not yet: Update Modules and
-//! state scripts; such artifacts are refused with a clear error before anything is touched.
+//! Built: rootfs-image (A/B slots), Update Modules (v3, payloads stored in `files/`) and empty
+//! (bootstrap) payloads, with the artifact's state scripts around each state.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -23,6 +23,8 @@ use crate::boot::control::{BootControl, SlotId};
 use crate::boot::grub::GrubEnv;
 use crate::boot::uboot::UbootEnv;
 use crate::config::{BootedSlotDetection, Bootloader, Config};
+use crate::module::{Module, RebootNeed};
+use crate::scripts::{Scripts, When};
 use crate::slot::{self, SlotError};
 use crate::state::{self, Decision, Installed, Outcome, Pending, Persisted, Phase, StateError};
 
@@ -48,6 +50,9 @@ pub enum DeviceError {
     /// The state files failed.
     #[error("state error")]
     State(#[from] StateError),
+    /// The update failed and was undone (the reason is also recorded for `status`).
+    #[error("update failed: {0}")]
+    Failed(String),
     /// Something this build cannot do (yet) or this configuration does not allow.
     #[error("{0}")]
     Unsupported(String),
@@ -303,7 +308,7 @@ impl Device {
     }
 
     /// Installs an artifact. Signature, compatibility and depends are checked before any byte
-    /// reaches a slot. Rootfs images end in [`InstallResult::RebootRequired`].
+    /// reaches a slot or a module. Rootfs images end in [`InstallResult::RebootRequired`].
     pub fn install<R: Read + Send>(
         &self,
         source: R,
@@ -333,6 +338,8 @@ impl Device {
             to_slot: None,
             boot_id: self.boot_id(),
             reason: None,
+            install_started: false,
+            supports_rollback: None,
         };
         match &payload.payload_type {
             PayloadType::Empty => {
@@ -346,9 +353,15 @@ impl Device {
                 state::save(&self.state_path(), &persisted)?;
                 Ok(InstallResult::Committed)
             }
-            PayloadType::Module(t) => Err(DeviceError::Unsupported(format!(
-                "Update Module payloads ({t}) are not supported by this build yet"
-            ))),
+            PayloadType::Module(t) => {
+                let module = self.module(t)?;
+                self.scripts()
+                    .store_artifact_scripts(&info.scripts)
+                    .map_err(Self::io("cannot store the state scripts"))?;
+                persisted.pending = Some(pending.clone());
+                state::save(&self.state_path(), &persisted)?;
+                self.install_module(reader, &info, &installed, pending, &module)
+            }
             PayloadType::RootfsImage => {
                 let boot = self.boot()?;
                 let slots = self.config.slots.as_ref().expect("boot implies slots");
@@ -358,10 +371,16 @@ impl Device {
                     SlotId::A => slots.a.device.clone(),
                     SlotId::B => slots.b.device.clone(),
                 };
+                self.scripts()
+                    .store_artifact_scripts(&info.scripts)
+                    .map_err(Self::io("cannot store the state scripts"))?;
                 pending.from_slot = Some(from);
                 pending.to_slot = Some(to);
                 persisted.pending = Some(pending.clone());
                 state::save(&self.state_path(), &persisted)?;
+                if let Err(reason) = self.scripts().run("ArtifactInstall", When::Enter) {
+                    return Err(self.fail_install(&pending, "ArtifactInstall", &reason));
+                }
                 let written = reader.read_payloads(|file| {
                     let size = file.size();
                     let expected = file.expected_sha256();
@@ -373,15 +392,273 @@ impl Device {
                         "installing into slot {to} failed: {}",
                         aloft_artifact::error_chain(&e)
                     );
-                    self.finish_failure(&pending, &reason)?;
+                    self.fail_install(&pending, "ArtifactInstall", &reason);
                     return Err(e.into());
+                }
+                if let Err(reason) = self.scripts().run("ArtifactInstall", When::Leave) {
+                    return Err(self.fail_install(&pending, "ArtifactInstall", &reason));
                 }
                 // Write-ahead: record the phase, then arm (idempotent, redone if cut here).
                 pending.phase = Phase::Installed;
-                persisted.pending = Some(pending);
+                persisted.pending = Some(pending.clone());
                 state::save(&self.state_path(), &persisted)?;
                 boot.try_slot(to)?;
+                if let Err(reason) = self.scripts().run("ArtifactReboot", When::Enter) {
+                    boot.revert(from)?;
+                    return Err(self.fail_install(&pending, "ArtifactReboot", &reason));
+                }
                 Ok(InstallResult::RebootRequired)
+            }
+        }
+    }
+
+    fn module(&self, payload_type: &str) -> Result<Module> {
+        let tree = self.config.data_dir.join("modules/v3/payloads/0000/tree");
+        Module::new(
+            &self.config.modules_dir,
+            payload_type,
+            tree,
+            Duration::from_secs(self.config.module_timeout_seconds),
+        )
+        .map_err(DeviceError::Unsupported)
+    }
+
+    fn scripts(&self) -> Scripts {
+        Scripts {
+            device_dir: self.config.scripts_dir.clone(),
+            artifact_dir: self.config.data_dir.join("scripts"),
+            timeout: Duration::from_secs(self.config.state_script_timeout_seconds),
+            retry_interval: Duration::from_secs(self.config.state_script_retry_interval_seconds),
+            retry_timeout: Duration::from_secs(self.config.state_script_retry_timeout_seconds),
+        }
+    }
+
+    /// A failure before anything became bootable: `<state>_Error` and `ArtifactFailure` scripts,
+    /// then the outcome is recorded. Returns the error to hand to the caller.
+    fn fail_install(&self, pending: &Pending, state: &str, reason: &str) -> DeviceError {
+        let scripts = self.scripts();
+        scripts.run_ignoring_failures(state, When::Error);
+        scripts.run_ignoring_failures("ArtifactFailure", When::Enter);
+        scripts.run_ignoring_failures("ArtifactFailure", When::Leave);
+        match self.finish_failure(pending, reason) {
+            Ok(()) => DeviceError::Failed(reason.to_owned()),
+            Err(e) => e,
+        }
+    }
+
+    fn install_module<R: Read + Send>(
+        &self,
+        reader: ArtifactReader<R>,
+        info: &ArtifactInfo,
+        installed: &Installed,
+        mut pending: Pending,
+        module: &Module,
+    ) -> Result<InstallResult> {
+        let device_type = self.device_type()?;
+        module
+            .prepare(
+                info,
+                &installed.artifact_name,
+                installed.artifact_group.as_deref().unwrap_or(""),
+                &device_type,
+            )
+            .map_err(Self::io("cannot prepare the Update Module tree"))?;
+        let stored = reader.read_payloads(|file| {
+            let mut out = std::fs::File::create(module.file_path(file.name()))?;
+            std::io::copy(file, &mut out)?;
+            out.sync_all()?;
+            Ok(())
+        });
+        if let Err(e) = stored {
+            let _ = module.call("Cleanup");
+            module.remove_tree();
+            let reason = format!(
+                "storing the payload failed: {}",
+                aloft_artifact::error_chain(&e)
+            );
+            self.finish_failure(&pending, &reason)?;
+            return Err(e.into());
+        }
+        if let Err(reason) = module.call("Download") {
+            let _ = module.call("Cleanup");
+            module.remove_tree();
+            return Err(self.fail_install(&pending, "Download", &reason));
+        }
+        let supports_rollback = match module.supports_rollback() {
+            Ok(v) => v,
+            Err(reason) => return Err(self.module_failure(&pending, module, &reason)),
+        };
+        pending.supports_rollback = Some(supports_rollback);
+        let scripts = self.scripts();
+        if let Err(reason) = scripts.run("ArtifactInstall", When::Enter) {
+            scripts.run_ignoring_failures("ArtifactInstall", When::Error);
+            return Err(self.module_failure(&pending, module, &reason));
+        }
+        pending.install_started = true;
+        self.save_pending(&pending)?;
+        if let Err(reason) = module
+            .call("ArtifactInstall")
+            .and_then(|_| scripts.run("ArtifactInstall", When::Leave))
+        {
+            scripts.run_ignoring_failures("ArtifactInstall", When::Error);
+            return Err(self.module_failure(&pending, module, &reason));
+        }
+        match module.needs_reboot() {
+            Err(reason) => Err(self.module_failure(&pending, module, &reason)),
+            Ok(RebootNeed::No) => match self.health_check() {
+                Ok(()) => match self.finish_module_commit(pending, module)? {
+                    Progress::Committed => Ok(InstallResult::Committed),
+                    Progress::Failed(reason) => Err(DeviceError::Failed(reason)),
+                    other => {
+                        unreachable!("a module commit ends committed or failed, not {other:?}")
+                    }
+                },
+                Err(reason) => Err(self.module_failure(&pending, module, &reason)),
+            },
+            Ok(need) => {
+                pending.phase = Phase::Installed;
+                pending.boot_id = self.boot_id();
+                self.save_pending(&pending)?;
+                scripts.run_ignoring_failures("ArtifactReboot", When::Enter);
+                if need == RebootNeed::Yes {
+                    if let Err(reason) = module.call("ArtifactReboot") {
+                        return Err(self.module_failure(&pending, module, &reason));
+                    }
+                } else {
+                    self.reboot()?;
+                }
+                Ok(InstallResult::RebootRequired)
+            }
+        }
+    }
+
+    fn save_pending(&self, pending: &Pending) -> Result<()> {
+        let mut persisted: Persisted = state::load(&self.state_path())?;
+        persisted.pending = Some(pending.clone());
+        state::save(&self.state_path(), &persisted)?;
+        Ok(())
+    }
+
+    /// `ArtifactCommit` (with its scripts), `Cleanup`, provides stored.
+    fn finish_module_commit(&self, mut pending: Pending, module: &Module) -> Result<Progress> {
+        let scripts = self.scripts();
+        if let Err(reason) = scripts.run("ArtifactCommit", When::Enter) {
+            scripts.run_ignoring_failures("ArtifactCommit", When::Error);
+            return Ok(Progress::Failed(
+                self.module_failure_reason(&pending, module, &reason)?,
+            ));
+        }
+        pending.phase = Phase::Committing;
+        self.save_pending(&pending)?;
+        if let Err(reason) = module.call("ArtifactCommit") {
+            scripts.run_ignoring_failures("ArtifactCommit", When::Error);
+            return Ok(Progress::Failed(
+                self.module_failure_reason(&pending, module, &reason)?,
+            ));
+        }
+        scripts.run_ignoring_failures("ArtifactCommit", When::Leave);
+        if let Err(reason) = module.call("Cleanup") {
+            tracing::warn!(%reason, "Update Module Cleanup failed after a commit");
+        }
+        module.remove_tree();
+        self.commit_provides(&pending)?;
+        let mut persisted: Persisted = state::load(&self.state_path())?;
+        persisted.pending = None;
+        persisted.last = Some(Outcome {
+            artifact_name: pending.artifact_name,
+            success: true,
+            reason: None,
+        });
+        state::save(&self.state_path(), &persisted)?;
+        Ok(Progress::Committed)
+    }
+
+    fn module_failure(&self, pending: &Pending, module: &Module, reason: &str) -> DeviceError {
+        match self.module_failure_reason(pending, module, reason) {
+            Ok(reason) => DeviceError::Failed(reason),
+            Err(e) => e,
+        }
+    }
+
+    /// The module error path of the protocol: `ArtifactRollback` when the install started and
+    /// the module supports it, then `ArtifactFailure` and `Cleanup`. Without a rollback after
+    /// `ArtifactInstall` ran, the device is marked `<name>_INCONSISTENT`, as Mender does.
+    fn module_failure_reason(
+        &self,
+        pending: &Pending,
+        module: &Module,
+        reason: &str,
+    ) -> Result<String> {
+        let scripts = self.scripts();
+        let mut consistent = !pending.install_started;
+        if pending.install_started && pending.supports_rollback == Some(true) {
+            scripts.run_ignoring_failures("ArtifactRollback", When::Enter);
+            match module.call("ArtifactRollback") {
+                Ok(_) => consistent = true,
+                Err(e) => tracing::error!(error = %e, "Update Module rollback failed"),
+            }
+            scripts.run_ignoring_failures("ArtifactRollback", When::Leave);
+        }
+        scripts.run_ignoring_failures("ArtifactFailure", When::Enter);
+        if let Err(e) = module.call("ArtifactFailure") {
+            tracing::warn!(error = %e, "Update Module ArtifactFailure failed");
+        }
+        scripts.run_ignoring_failures("ArtifactFailure", When::Leave);
+        if let Err(e) = module.call("Cleanup") {
+            tracing::warn!(error = %e, "Update Module Cleanup failed");
+        }
+        module.remove_tree();
+        let reason = if consistent {
+            reason.to_owned()
+        } else {
+            let mut installed = self.installed()?;
+            installed.artifact_name = format!("{}_INCONSISTENT", pending.artifact_name);
+            state::save(&self.installed_path(), &installed)?;
+            format!(
+                "{reason}; no rollback was possible, the device is marked {}",
+                installed.artifact_name
+            )
+        };
+        self.finish_failure(pending, &reason)?;
+        Ok(reason)
+    }
+
+    /// Resume of an Update Module update after a restart.
+    fn proceed_module(&self, pending: Pending, intent: Intent) -> Result<Progress> {
+        let module = self.module(&pending.payload_type)?;
+        let rebooted = pending.boot_id != self.boot_id();
+        match pending.phase {
+            Phase::Installing | Phase::RollingBack => {
+                let reason = "interrupted during the install (power cut or kill)";
+                Ok(Progress::Failed(
+                    self.module_failure_reason(&pending, &module, reason)?,
+                ))
+            }
+            Phase::Committing => self.finish_module_commit(pending, &module),
+            Phase::Installed if !rebooted && intent != Intent::Rollback => {
+                Ok(Progress::RebootRequired)
+            }
+            Phase::Installed if intent == Intent::Rollback => Ok(Progress::Failed(
+                self.module_failure_reason(&pending, &module, "rolled back by the operator")?,
+            )),
+            Phase::Installed => {
+                let scripts = self.scripts();
+                let verified = scripts
+                    .run("ArtifactReboot", When::Leave)
+                    .and_then(|()| module.call("ArtifactVerifyReboot").map(drop))
+                    .and_then(|()| {
+                        if intent == Intent::Resume {
+                            self.health_check()
+                        } else {
+                            Ok(())
+                        }
+                    });
+                match verified {
+                    Ok(()) => self.finish_module_commit(pending, &module),
+                    Err(reason) => Ok(Progress::Failed(
+                        self.module_failure_reason(&pending, &module, &reason)?,
+                    )),
+                }
             }
         }
     }
@@ -408,6 +685,9 @@ impl Device {
         let Some(pending) = persisted.pending.clone() else {
             return Ok(Progress::Nothing);
         };
+        if pending.to_slot.is_none() {
+            return self.proceed_module(pending, intent);
+        }
         let boot = self.boot()?;
         let decision = state::decide(
             Some(&pending),
@@ -447,11 +727,17 @@ impl Device {
             (Decision::Verify, Intent::Commit) | (Decision::FinishCommit, _) => {
                 self.finish_commit(pending)
             }
-            (Decision::Verify, Intent::Resume) => match self.health_check() {
+            (Decision::Verify, Intent::Resume) => match self
+                .scripts()
+                .run("ArtifactReboot", When::Leave)
+                .and_then(|()| self.health_check())
+            {
                 Ok(()) => self.finish_commit(pending),
                 Err(reason) => self.start_rollback(pending, &reason, true),
             },
             (Decision::FellBack, _) => {
+                self.scripts()
+                    .run_ignoring_failures("ArtifactFailure", When::Enter);
                 let reason = format!(
                     "the new slot {} did not boot: the bootloader fell back to slot {}",
                     pending.to_slot.expect("rootfs update"),
@@ -461,6 +747,10 @@ impl Device {
                 Ok(Progress::Failed(reason))
             }
             (Decision::RollbackDone, _) => {
+                self.scripts()
+                    .run_ignoring_failures("ArtifactRollbackReboot", When::Leave);
+                self.scripts()
+                    .run_ignoring_failures("ArtifactFailure", When::Enter);
                 let reason = pending
                     .reason
                     .clone()
@@ -479,6 +769,13 @@ impl Device {
     }
 
     fn finish_commit(&self, mut pending: Pending) -> Result<Progress> {
+        if pending.phase != Phase::Committing
+            && let Err(reason) = self.scripts().run("ArtifactCommit", When::Enter)
+        {
+            self.scripts()
+                .run_ignoring_failures("ArtifactCommit", When::Error);
+            return self.start_rollback(pending, &reason, true);
+        }
         pending.phase = Phase::Committing;
         let mut persisted: Persisted = state::load(&self.state_path())?;
         persisted.pending = Some(pending.clone());
@@ -492,6 +789,8 @@ impl Device {
             reason: None,
         });
         state::save(&self.state_path(), &persisted)?;
+        self.scripts()
+            .run_ignoring_failures("ArtifactCommit", When::Leave);
         Ok(Progress::Committed)
     }
 

@@ -12,6 +12,8 @@
 pub mod boot;
 pub mod config;
 pub mod engine;
+pub mod module;
+pub mod scripts;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod slot;

@@ -53,6 +53,13 @@ pub struct Pending {
     pub boot_id: String,
     /// Why a rollback is happening.
     pub reason: Option<String>,
+    /// Update Modules: `ArtifactInstall` was called (a failure now needs rollback or leaves
+    /// the device inconsistent).
+    #[serde(default)]
+    pub install_started: bool,
+    /// Update Modules: the answer to `SupportsRollback`.
+    #[serde(default)]
+    pub supports_rollback: Option<bool>,
 }
 
 /// How the last update ended.
@@ -246,6 +253,8 @@ mod tests {
             to_slot: Some(SlotId::B),
             boot_id: "boot-1".into(),
             reason: None,
+            install_started: false,
+            supports_rollback: None,
         }
     }
 

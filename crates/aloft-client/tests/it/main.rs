@@ -1,6 +1,8 @@
 //! The `aloft` client on simulated A/B devices: install → reboot → commit, bootloader fallback,
 //! health-check rollback, hostile artifacts, and `kill -9` at random moments.
 
+mod modules;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

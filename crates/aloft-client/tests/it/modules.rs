@@ -1,0 +1,273 @@
+//! Update Modules and state scripts: Debian's real `single-file`, `directory` and `script`
+//! modules with artifacts made by the real generators (which run the real `mender-artifact`)
+//! and by aloft; the protocol's call order when a module fails; artifact state scripts.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::Command;
+
+use aloft_artifact::{ArtifactWriter, Compression, PayloadSource, PayloadType, StateScript};
+use aloft_device::boot::control::SlotId;
+use aloft_device::sim::SimBootloader;
+
+use crate::{Dev, text};
+
+const EXAMPLES: &str = "/usr/share/doc/mender-client/examples";
+
+fn run_in(dir: &Path, program: &str, args: &[&str]) {
+    let o = Command::new(program).args(args).current_dir(dir).output().unwrap_or_else(|e| {
+        panic!("{program} is needed (scripts/test.sh installs mender-client and mender-artifact): {e}")
+    });
+    assert!(o.status.success(), "{program} {args:?}: {}", text(&o));
+}
+
+#[test]
+fn debian_single_file_module_installs_an_artifact_from_the_real_generator() {
+    let dev = Dev::new(SimBootloader::Uboot);
+    let work = dev.dir.join("gen");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(work.join("app.conf"), "setting = 42\n").unwrap();
+    let dest = dev.dir.join("etc-myapp");
+    let out = dev.dir.join("sf.mender");
+    let generator = format!("{EXAMPLES}/single-file-artifact-gen");
+    run_in(
+        &work,
+        "sh",
+        &[
+            &generator,
+            "-n",
+            "single-file-1",
+            "-t",
+            "qemux86-64",
+            "-d",
+            dest.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "app.conf",
+        ],
+    );
+    let o = dev.aloft(&["install", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        std::fs::read_to_string(dest.join("app.conf")).unwrap(),
+        "setting = 42\n"
+    );
+    assert_eq!(dev.ok(&["show-artifact"]).trim(), "single-file-1");
+    assert!(
+        dev.ok(&["show-provides"])
+            .contains("rootfs-image.single-file.version=single-file-1")
+    );
+    assert!(
+        !dev.dir.join("data/modules/v3/payloads/0000/tree").exists(),
+        "the tree is removed after Cleanup"
+    );
+}
+
+#[test]
+fn debian_directory_module_installs_an_artifact_from_the_real_generator() {
+    let dev = Dev::new(SimBootloader::Grub);
+    let src = dev.dir.join("www");
+    std::fs::create_dir_all(src.join("css")).unwrap();
+    std::fs::write(src.join("index.html"), "<h1>v2</h1>\n").unwrap();
+    std::fs::write(src.join("css/site.css"), "h1 { color: red }\n").unwrap();
+    let dest = dev.dir.join("opt-www");
+    let out = dev.dir.join("dir.mender");
+    let generator = format!("{EXAMPLES}/directory-artifact-gen");
+    run_in(
+        &dev.dir,
+        "bash",
+        &[
+            &generator,
+            "-n",
+            "directory-1",
+            "-t",
+            "qemux86-64",
+            "-d",
+            dest.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            src.to_str().unwrap(),
+        ],
+    );
+    dev.ok(&["install", out.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(dest.join("index.html")).unwrap(),
+        "<h1>v2</h1>\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dest.join("css/site.css")).unwrap(),
+        "h1 { color: red }\n"
+    );
+    assert_eq!(dev.ok(&["show-artifact"]).trim(), "directory-1");
+}
+
+#[test]
+fn debian_script_module_runs_a_script_from_an_aloft_artifact() {
+    let dev = Dev::new(SimBootloader::Uboot);
+    let marker = dev.dir.join("script-ran");
+    let mut w = ArtifactWriter::new(
+        "script-1",
+        vec!["qemux86-64".into()],
+        PayloadType::Module("script".into()),
+    );
+    w.files.push(PayloadSource::from_bytes(
+        "run.sh",
+        format!("#!/bin/sh\necho ran > '{}'\n", marker.display()).into_bytes(),
+    ));
+    w.compression = Compression::Xz;
+    let art = dev.dir.join("script.mender");
+    w.write(std::fs::File::create(&art).unwrap()).unwrap();
+    dev.ok(&["install", art.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "ran\n");
+    assert_eq!(dev.ok(&["show-artifact"]).trim(), "script-1");
+}
+
+/// A module that logs every call and fails `ArtifactInstall`.
+fn failing_module(dev: &Dev, supports_rollback: bool) -> std::path::PathBuf {
+    let modules = dev.dir.join("modules");
+    std::fs::create_dir_all(&modules).unwrap();
+    let log = dev.dir.join("calls.log");
+    let answer = if supports_rollback { "Yes" } else { "No" };
+    let body = format!(
+        "#!/bin/sh\necho \"$1\" >> '{}'\ncase \"$1\" in\n  SupportsRollback) echo {answer} ;;\n  ArtifactInstall) echo 'disk on fire' >&2; exit 3 ;;\nesac\nexit 0\n",
+        log.display()
+    );
+    let path = modules.join("flaky");
+    std::fs::write(&path, body).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dev.set_config(&format!("modules_dir = \"{}\"", modules.display()));
+    let mut w = ArtifactWriter::new(
+        "flaky-2",
+        vec!["qemux86-64".into()],
+        PayloadType::Module("flaky".into()),
+    );
+    w.files
+        .push(PayloadSource::from_bytes("payload.bin", vec![1, 2, 3]));
+    let art = dev.dir.join("flaky.mender");
+    w.write(std::fs::File::create(&art).unwrap()).unwrap();
+    art
+}
+
+#[test]
+fn a_failing_module_is_rolled_back_in_protocol_order() {
+    let dev = Dev::new(SimBootloader::Uboot);
+    let art = failing_module(&dev, true);
+    let o = dev.aloft(&["install", art.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("disk on fire"), "{}", text(&o));
+    let calls = std::fs::read_to_string(dev.dir.join("calls.log")).unwrap();
+    assert_eq!(
+        calls.lines().collect::<Vec<_>>(),
+        [
+            "Download",
+            "SupportsRollback",
+            "ArtifactInstall",
+            "ArtifactRollback",
+            "ArtifactFailure",
+            "Cleanup"
+        ]
+    );
+    assert_eq!(dev.ok(&["show-artifact"]).trim(), "factory-1");
+    assert_eq!(dev.status()["last"]["success"], false);
+}
+
+#[test]
+fn a_failing_module_without_rollback_marks_the_device_inconsistent() {
+    let dev = Dev::new(SimBootloader::Uboot);
+    let art = failing_module(&dev, false);
+    assert_eq!(
+        dev.aloft(&["install", art.to_str().unwrap()]).status.code(),
+        Some(1)
+    );
+    let calls = std::fs::read_to_string(dev.dir.join("calls.log")).unwrap();
+    assert_eq!(
+        calls.lines().collect::<Vec<_>>(),
+        [
+            "Download",
+            "SupportsRollback",
+            "ArtifactInstall",
+            "ArtifactFailure",
+            "Cleanup"
+        ]
+    );
+    assert_eq!(dev.ok(&["show-artifact"]).trim(), "flaky-2_INCONSISTENT");
+}
+
+fn logging_script(name: &str, log: &Path, exit: i32) -> StateScript {
+    StateScript {
+        name: name.into(),
+        content: format!(
+            "#!/bin/sh\necho {name} >> '{}'\nexit {exit}\n",
+            log.display()
+        )
+        .into_bytes(),
+        sha256: [0; 32],
+    }
+}
+
+fn rootfs_with_scripts(dev: &Dev, scripts: Vec<StateScript>) -> std::path::PathBuf {
+    let mut w = ArtifactWriter::new(
+        "release-2",
+        vec!["qemux86-64".into()],
+        PayloadType::RootfsImage,
+    );
+    w.files
+        .push(PayloadSource::from_bytes("rootfs.ext4", vec![7u8; 100_000]));
+    w.scripts = scripts;
+    let art = dev.dir.join("scripted.mender");
+    w.write(std::fs::File::create(&art).unwrap()).unwrap();
+    art
+}
+
+#[test]
+fn artifact_state_scripts_run_around_each_state_in_order() {
+    let dev = Dev::new(SimBootloader::Uboot);
+    let log = dev.dir.join("scripts.log");
+    let names = [
+        "ArtifactInstall_Enter_00",
+        "ArtifactInstall_Enter_10_second",
+        "ArtifactInstall_Leave_00",
+        "ArtifactReboot_Enter_00",
+        "ArtifactReboot_Leave_00",
+        "ArtifactCommit_Enter_00",
+        "ArtifactCommit_Leave_00",
+    ];
+    let art = rootfs_with_scripts(
+        &dev,
+        names.iter().map(|n| logging_script(n, &log, 0)).collect(),
+    );
+    dev.ok(&["install", art.to_str().unwrap()]);
+    dev.reboot();
+    dev.ok(&["resume"]);
+    assert_eq!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .collect::<Vec<_>>(),
+        names
+    );
+    assert_eq!(dev.ok(&["show-artifact"]).trim(), "release-2");
+}
+
+#[test]
+fn a_failing_reboot_leave_script_rolls_the_update_back() {
+    let dev = Dev::new(SimBootloader::Grub);
+    let log = dev.dir.join("scripts.log");
+    let art = rootfs_with_scripts(
+        &dev,
+        vec![
+            logging_script("ArtifactReboot_Leave_50_check", &log, 1),
+            logging_script("ArtifactFailure_Enter_00", &log, 0),
+        ],
+    );
+    dev.ok(&["install", art.to_str().unwrap()]);
+    assert_eq!(dev.reboot(), SlotId::B);
+    dev.ok(&["resume"]);
+    assert_eq!(dev.reboot(), SlotId::A);
+    dev.ok(&["resume"]);
+    let reason = dev.status()["last"]["reason"].as_str().unwrap().to_owned();
+    assert!(reason.contains("ArtifactReboot_Leave_50_check"), "{reason}");
+    assert_eq!(dev.ok(&["show-artifact"]).trim(), "factory-1");
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("ArtifactFailure_Enter_00"), "{log}");
+}
