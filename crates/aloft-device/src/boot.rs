@@ -102,6 +102,10 @@ pub(crate) fn io_err(path: &std::path::Path) -> impl FnOnce(io::Error) -> EnvErr
 /// Replaces `path` with `data` atomically (also used for the client's state files): temporary file in the same folder, fsync, rename,
 /// fsync of the folder.
 pub fn replace_file(path: &std::path::Path, data: &[u8]) -> Result<()> {
+    crate::crash::durable_write(|| replace_file_now(path, data))
+}
+
+fn replace_file_now(path: &std::path::Path, data: &[u8]) -> Result<()> {
     use std::io::Write as _;
     let dir = path
         .parent()

@@ -11,6 +11,7 @@
 
 pub mod boot;
 pub mod config;
+mod crash;
 pub mod engine;
 pub mod module;
 pub mod scripts;

@@ -2,6 +2,7 @@
 //! health-check rollback, hostile artifacts, and `kill -9` at random moments.
 
 mod modules;
+mod power;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -102,7 +103,7 @@ fn text(o: &Output) -> String {
 }
 
 /// A rootfs image of `size` pseudo-random bytes and its artifact.
-fn rootfs_artifact(
+pub(crate) fn rootfs_artifact(
     dir: &Path,
     name: &str,
     size: usize,
@@ -345,7 +346,7 @@ fn kill_9_at_random_moments_never_bricks_or_lies() {
     let runs: u64 = std::env::var("ALOFT_KILL_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(30);
+        .unwrap_or(200);
     // Calibrate: how long does a whole install take here?
     let start = std::time::Instant::now();
     dev.ok(&["install", &art]);
