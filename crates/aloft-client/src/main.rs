@@ -29,13 +29,16 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Install an artifact file.
+    /// Install an artifact from a file, standard input (`-`) or an HTTP(S) URL.
     Install {
-        /// The artifact.
+        /// The artifact: a path, `-`, or a URL.
         artifact: String,
         /// Exit with 4 when a reboot is needed.
         #[arg(long)]
         reboot_exit_code: bool,
+        /// For URLs: trust only the certificates in this PEM file (default: the web PKI roots).
+        #[arg(long)]
+        trusted_certs: Option<PathBuf>,
     },
     /// Commit the update running on trial.
     Commit,
@@ -102,18 +105,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Install {
             artifact,
             reboot_exit_code,
+            trusted_certs,
         } => {
-            if artifact.starts_with("http://") || artifact.starts_with("https://") {
-                anyhow::bail!(
-                    "installing from a URL is not supported by this build yet; download the file first"
-                );
-            }
-            let file = std::fs::File::open(&artifact)
-                .with_context(|| format!("cannot open {artifact}"))?;
+            let source: Box<dyn std::io::Read + Send> =
+                if artifact.starts_with("http://") || artifact.starts_with("https://") {
+                    aloft_device::fetch::open_url(&artifact, trusted_certs.as_deref())?
+                } else if artifact == "-" {
+                    Box::new(std::io::stdin())
+                } else {
+                    Box::new(
+                        std::fs::File::open(&artifact)
+                            .with_context(|| format!("cannot open {artifact}"))?,
+                    )
+                };
             let bar = progress_bar();
             let result = device
                 .install(
-                    std::io::BufReader::with_capacity(256 * 1024, file),
+                    std::io::BufReader::with_capacity(256 * 1024, source),
                     &mut |n, total| {
                         bar.set_length(total);
                         bar.set_position(n);

@@ -13,6 +13,7 @@ pub mod boot;
 pub mod config;
 mod crash;
 pub mod engine;
+pub mod fetch;
 pub mod module;
 pub mod scripts;
 #[cfg(feature = "sim")]

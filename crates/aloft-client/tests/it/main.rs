@@ -457,3 +457,62 @@ impl Dev {
         sim::reboot(&dev.dir).unwrap()
     }
 }
+
+#[test]
+fn install_from_stdin_and_from_an_http_url() {
+    use std::io::Write as _;
+    let dev = Dev::new(SimBootloader::Uboot);
+    let (art, image) = rootfs_artifact(
+        &dev.dir,
+        "release-2",
+        1 << 20,
+        "qemux86-64",
+        Compression::Gzip,
+    );
+    // Standard input.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_aloft"))
+        .arg("--config")
+        .arg(&dev.config)
+        .args(["install", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&std::fs::read(&art).unwrap())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    dev.ok(&["rollback"]);
+
+    // A URL, served by a one-shot HTTP server on loopback.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let body = std::fs::read(&art).unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut request = [0u8; 4096];
+        let _ = std::io::Read::read(&mut conn, &mut request);
+        write!(
+            conn,
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        conn.write_all(&body).unwrap();
+    });
+    dev.ok(&[
+        "install",
+        &format!("http://127.0.0.1:{port}/release-2.mender"),
+    ]);
+    server.join().unwrap();
+    assert_eq!(dev.reboot(), SlotId::B);
+    dev.ok(&["resume"]);
+    assert_eq!(&dev.slot("b")[..image.len()], &image[..]);
+    // A URL that answers 404 is an error that names the URL.
+    let o = dev.aloft(&["install", &format!("http://127.0.0.1:{port}/gone.mender")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("gone.mender"), "{}", text(&o));
+}
