@@ -121,7 +121,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let bar = progress_bar();
             let result = device
                 .install(
-                    std::io::BufReader::with_capacity(256 * 1024, source),
+                    std::io::BufReader::with_capacity(64 * 1024, source),
                     &mut |n, total| {
                         bar.set_length(total);
                         bar.set_position(n);

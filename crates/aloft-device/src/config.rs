@@ -247,8 +247,13 @@ impl Config {
         };
         // Relative paths are relative to the configuration file, so a simulated device's
         // folder can move.
-        let base = path.parent().unwrap_or(Path::new("."));
-        config.resolve(base);
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let base = std::path::absolute(base)
+            .map_err(|e| parse(format!("cannot resolve its folder: {e}")))?;
+        config.resolve(&base);
         config.validate().map_err(parse)?;
         Ok(config)
     }

@@ -463,10 +463,17 @@ impl Device {
                 &device_type,
             )
             .map_err(Self::io("cannot prepare the Update Module tree"))?;
+        // No fsync: after a power cut in this phase the tree is discarded, never used.
+        let mut buf = vec![0u8; 64 * 1024];
         let stored = reader.read_payloads(|file| {
             let mut out = std::fs::File::create(module.file_path(file.name()))?;
-            std::io::copy(file, &mut out)?;
-            out.sync_all()?;
+            loop {
+                let n = file.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                std::io::Write::write_all(&mut out, &buf[..n])?;
+            }
             Ok(())
         });
         if let Err(e) = stored {

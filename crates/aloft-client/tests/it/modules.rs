@@ -271,3 +271,34 @@ fn a_failing_reboot_leave_script_rolls_the_update_back() {
     let log = std::fs::read_to_string(&log).unwrap();
     assert!(log.contains("ArtifactFailure_Enter_00"), "{log}");
 }
+
+/// Regression: with a relative `--config`, the module used to get a relative tree path (the
+/// protocol requires an absolute one, and the module runs inside the tree).
+#[test]
+fn a_relative_config_path_still_gives_modules_an_absolute_tree() {
+    let dev = Dev::new(SimBootloader::Uboot);
+    let marker = dev.dir.join("script-ran");
+    let mut w = ArtifactWriter::new(
+        "script-1",
+        vec!["qemux86-64".into()],
+        PayloadType::Module("script".into()),
+    );
+    w.files.push(PayloadSource::from_bytes(
+        "run.sh",
+        format!("#!/bin/sh\necho ran > '{}'\n", marker.display()).into_bytes(),
+    ));
+    let art = dev.dir.join("script.mender");
+    w.write(std::fs::File::create(&art).unwrap()).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_aloft"))
+        .current_dir(dev.dir.parent().unwrap())
+        .args([
+            "--config",
+            "device/aloft.toml",
+            "install",
+            "device/script.mender",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(marker.exists());
+}
