@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark: `aloft install` of the standard 256 MiB Debian rootfs image (v2), in one run:
 #  1. rootfs-image (zstd and gzip) into a file-backed slot of a simulated device, against the
-#     physical pipeline (extract | decompress | tee slot | sha256sum) on the same artifact;
+#     physical pipeline (extract | decompress | tee slot | sha256sum) on the same artifact, as
+#     is and followed by `sync` (aloft fsyncs the slot and reads it back before arming it);
 #  2. a 256 MiB single-file Update Module artifact (made by Debian's generator with the real
 #     mender-artifact), installed by Debian's mender 3.4 (`install` + `commit`) and by aloft,
 #     through the same Debian single-file module;
@@ -51,6 +52,7 @@ for codec in zstd gzip; do
   dec="zstd -dc"; [ $codec = gzip ] && dec="gzip -dc"
   member=data/0000.tar.zst; [ $codec = gzip ] && member=data/0000.tar.gz
   results+=("$(measure pipeline-rootfs-$codec "true" "tar -xOf $art $member | $dec | tar -xO | tee $work/dev/slot-b.img | sha256sum")")
+  results+=("$(measure pipesync-rootfs-$codec "true" "tar -xOf $art $member | $dec | tar -xO | tee $work/dev/slot-b.img | sha256sum && sync $work/dev/slot-b.img")")
 done
 "$aloft" --config "$work/dev/aloft.toml" rollback >/dev/null
 
@@ -79,6 +81,7 @@ echo "| operation | peer | aloft | ratio (aloft / peer) |"
 echo "|---|---|---|---|"
 for codec in zstd gzip; do
   echo "| rootfs-image ($codec) into a file slot vs the physical pipeline: time | ${t[pipeline-rootfs-$codec]} s | ${t[aloft-rootfs-$codec]} s | $(ratio "${t[aloft-rootfs-$codec]}" "${t[pipeline-rootfs-$codec]}") |"
+  echo "| rootfs-image ($codec) vs the pipeline followed by \`sync\` (aloft fsyncs before arming): time | ${t[pipesync-rootfs-$codec]} s | ${t[aloft-rootfs-$codec]} s | $(ratio "${t[aloft-rootfs-$codec]}" "${t[pipesync-rootfs-$codec]}") |"
 done
 echo "| rootfs-image: aloft peak RSS (zstd / gzip) | | $(mib "${m[aloft-rootfs-zstd]}") / $(mib "${m[aloft-rootfs-gzip]}") MiB | |"
 echo "| single-file module, 256 MiB, mender 3.4 install+commit vs aloft install: time | ${t[mender-single-file]} s | ${t[aloft-single-file]} s | $(ratio "${t[aloft-single-file]}" "${t[mender-single-file]}") |"
