@@ -220,27 +220,8 @@ impl Device {
             BootedSlotDetection::Cmdline => {
                 let cmdline = std::fs::read_to_string("/proc/cmdline")
                     .map_err(Self::io("cannot read /proc/cmdline"))?;
-                let root = cmdline
-                    .split_whitespace()
-                    .find_map(|w| w.strip_prefix("root="))
-                    .ok_or_else(|| {
-                        DeviceError::Unsupported("no root= on the kernel command line".into())
-                    })?;
-                let same = |dev: &PathBuf| {
-                    let canon = |p: &std::path::Path| {
-                        std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned())
-                    };
-                    canon(dev) == canon(std::path::Path::new(root))
-                };
-                if same(&slots.a.device) {
-                    Ok(SlotId::A)
-                } else if same(&slots.b.device) {
-                    Ok(SlotId::B)
-                } else {
-                    Err(DeviceError::Unsupported(format!(
-                        "root={root} is neither slot"
-                    )))
-                }
+                slot_from_cmdline(&cmdline, &slots.a.device, &slots.b.device)
+                    .map_err(DeviceError::Unsupported)
             }
         }
     }
@@ -907,6 +888,33 @@ enum Intent {
     Rollback,
 }
 
+/// The slot whose device is the `root=` of a kernel command line (paths compared after
+/// resolving symbolic links, so `/dev/disk/by-partlabel/...` names work too).
+fn slot_from_cmdline(
+    cmdline: &str,
+    a: &std::path::Path,
+    b: &std::path::Path,
+) -> Result<SlotId, String> {
+    let root = cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("root="))
+        .ok_or_else(|| "no root= on the kernel command line".to_owned())?;
+    let canon = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+    let root = canon(std::path::Path::new(root));
+    if root == canon(a) {
+        Ok(SlotId::A)
+    } else if root == canon(b) {
+        Ok(SlotId::B)
+    } else {
+        Err(format!(
+            "root={} is neither slot ({} or {})",
+            root.display(),
+            a.display(),
+            b.display()
+        ))
+    }
+}
+
 /// Runs `sh -c cmd` with a time limit; Err carries the exit status and the end of stderr.
 fn run_shell(cmd: &str, limit: Duration) -> Result<(), String> {
     let mut child = Command::new("sh")
@@ -953,4 +961,32 @@ fn run_shell(cmd: &str, limit: Duration) -> Result<(), String> {
         if tail.trim().is_empty() { "" } else { ": " },
         tail.trim()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_booted_slot_comes_from_root_on_the_command_line() {
+        let (a, b) = (
+            std::path::Path::new("/dev/mmcblk0p2"),
+            std::path::Path::new("/dev/mmcblk0p3"),
+        );
+        let cmd = |root: &str| format!("console=ttyS0 root={root} rootwait ro");
+        assert_eq!(
+            slot_from_cmdline(&cmd("/dev/mmcblk0p2"), a, b),
+            Ok(SlotId::A)
+        );
+        assert_eq!(
+            slot_from_cmdline(&cmd("/dev/mmcblk0p3"), a, b),
+            Ok(SlotId::B)
+        );
+        assert!(
+            slot_from_cmdline(&cmd("/dev/sda1"), a, b)
+                .unwrap_err()
+                .contains("neither slot")
+        );
+        assert!(slot_from_cmdline("console=ttyS0", a, b).is_err());
+    }
 }

@@ -302,3 +302,127 @@ fn a_relative_config_path_still_gives_modules_an_absolute_tree() {
     assert!(o.status.success(), "{}", text(&o));
     assert!(marker.exists());
 }
+
+#[test]
+fn a_module_that_needs_a_reboot_is_verified_and_committed_after_it() {
+    let dev = Dev::new(SimBootloader::Uboot);
+    let modules = dev.dir.join("modules");
+    std::fs::create_dir_all(&modules).unwrap();
+    let log = dev.dir.join("calls.log");
+    let body = format!(
+        "#!/bin/sh\necho \"$1\" >> '{}'\ncase \"$1\" in\n  SupportsRollback) echo Yes ;;\n  NeedsArtifactReboot) echo Yes ;;\nesac\nexit 0\n",
+        log.display()
+    );
+    let path = modules.join("firmware");
+    std::fs::write(&path, body).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dev.set_config(&format!("modules_dir = \"{}\"", modules.display()));
+    let mut w = ArtifactWriter::new(
+        "fw-2",
+        vec!["qemux86-64".into()],
+        PayloadType::Module("firmware".into()),
+    );
+    w.files
+        .push(PayloadSource::from_bytes("fw.bin", vec![9; 1000]));
+    let art = dev.dir.join("fw.mender");
+    w.write(std::fs::File::create(&art).unwrap()).unwrap();
+
+    let o = dev.aloft(&["install", art.to_str().unwrap(), "--reboot-exit-code"]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert_eq!(
+        dev.ok(&["show-artifact"]).trim(),
+        "factory-1",
+        "not committed before the reboot"
+    );
+    assert_eq!(
+        dev.aloft(&["resume"]).status.code(),
+        Some(0),
+        "no reboot yet: still waiting"
+    );
+    dev.reboot();
+    assert!(dev.ok(&["resume"]).contains("committed"));
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        calls.lines().collect::<Vec<_>>(),
+        [
+            "Download",
+            "SupportsRollback",
+            "ArtifactInstall",
+            "NeedsArtifactReboot",
+            "ArtifactReboot",
+            "ArtifactVerifyReboot",
+            "ArtifactCommit",
+            "Cleanup"
+        ]
+    );
+    assert_eq!(dev.ok(&["show-artifact"]).trim(), "fw-2");
+}
+
+#[test]
+fn debian_script_module_with_an_artifact_from_mender_artifact() {
+    let dev = Dev::new(SimBootloader::Uboot);
+    let marker = dev.dir.join("from-mender-artifact");
+    let script = dev.dir.join("run.sh");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\necho ok > '{}'\n", marker.display()),
+    )
+    .unwrap();
+    let art = dev.dir.join("ma-script.mender");
+    run_in(
+        &dev.dir,
+        "mender-artifact",
+        &[
+            "write",
+            "module-image",
+            "-T",
+            "script",
+            "-n",
+            "ma-script-1",
+            "-t",
+            "qemux86-64",
+            "-f",
+            "run.sh",
+            "-o",
+            art.to_str().unwrap(),
+        ],
+    );
+    dev.ok(&["install", art.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "ok\n");
+    assert!(
+        dev.ok(&["show-provides"])
+            .contains("rootfs-image.script.version=ma-script-1")
+    );
+}
+
+#[test]
+fn debian_single_file_module_with_an_artifact_from_aloftctl() {
+    let dev = Dev::new(SimBootloader::Grub);
+    let dest = dev.dir.join("etc-app");
+    let mut w = ArtifactWriter::new(
+        "sf-aloft-1",
+        vec!["qemux86-64".into()],
+        PayloadType::Module("single-file".into()),
+    );
+    for (name, content) in [
+        ("dest_dir", format!("{}\n", dest.display())),
+        ("filename", "app.conf\n".to_owned()),
+        ("permissions", "640\n".to_owned()),
+        ("app.conf", "mode = aloft\n".to_owned()),
+    ] {
+        w.files
+            .push(PayloadSource::from_bytes(name, content.into_bytes()));
+    }
+    let art = dev.dir.join("sf-aloft.mender");
+    w.write(std::fs::File::create(&art).unwrap()).unwrap();
+    dev.ok(&["install", art.to_str().unwrap()]);
+    let installed = dest.join("app.conf");
+    assert_eq!(
+        std::fs::read_to_string(&installed).unwrap(),
+        "mode = aloft\n"
+    );
+    assert_eq!(
+        std::fs::metadata(&installed).unwrap().permissions().mode() & 0o777,
+        0o640
+    );
+}
