@@ -444,30 +444,28 @@ impl Device {
                 &device_type,
             )
             .map_err(Self::io("cannot prepare the Update Module tree"))?;
-        // No fsync: after a power cut in this phase the tree is discarded, never used.
-        let mut buf = vec![0u8; 64 * 1024];
+        // No fsync of the payload: after a power cut in this phase the tree is discarded.
+        let mut download = module.download().map_err(DeviceError::Unsupported)?;
         let stored = reader.read_payloads(|file| {
-            let mut out = std::fs::File::create(module.file_path(file.name()))?;
-            loop {
-                let n = file.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                std::io::Write::write_all(&mut out, &buf[..n])?;
-            }
+            let name = file.name().to_owned();
+            download.deliver(&name, file)?;
             Ok(())
         });
-        if let Err(e) = stored {
-            let _ = module.call("Cleanup");
-            module.remove_tree();
-            let reason = format!(
-                "storing the payload failed: {}",
-                aloft_artifact::error_chain(&e)
-            );
-            self.finish_failure(&pending, &reason)?;
-            return Err(e.into());
-        }
-        if let Err(reason) = module.call("Download") {
+        let downloaded = match stored {
+            Ok(_) => download.finish(),
+            Err(e) => {
+                drop(download);
+                let _ = module.call("Cleanup");
+                module.remove_tree();
+                let reason = format!(
+                    "storing the payload failed: {}",
+                    aloft_artifact::error_chain(&e)
+                );
+                self.finish_failure(&pending, &reason)?;
+                return Err(e.into());
+            }
+        };
+        if let Err(reason) = downloaded {
             let _ = module.call("Cleanup");
             module.remove_tree();
             return Err(self.fail_install(&pending, "Download", &reason));

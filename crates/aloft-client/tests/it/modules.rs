@@ -426,3 +426,44 @@ fn debian_single_file_module_with_an_artifact_from_aloftctl() {
         0o640
     );
 }
+
+#[test]
+fn a_streaming_module_reads_the_payload_through_the_fifos() {
+    let dev = Dev::new(SimBootloader::Uboot);
+    let modules = dev.dir.join("modules");
+    let got = dev.dir.join("got");
+    std::fs::create_dir_all(&modules).unwrap();
+    std::fs::create_dir_all(&got).unwrap();
+    let body = format!(
+        "#!/bin/sh\nset -e\ncase \"$1\" in\n  Download)\n    while true; do\n      f=$(cat stream-next)\n      [ -z \"$f\" ] && break\n      cat \"$f\" > '{got}'/\"$(basename \"$f\")\"\n      ls files >> '{got}/files-listing'\n    done ;;\nesac\nexit 0\n",
+        got = got.display()
+    );
+    let path = modules.join("streamer");
+    std::fs::write(&path, body).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dev.set_config(&format!("modules_dir = \"{}\"", modules.display()));
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let mut w = ArtifactWriter::new(
+        "stream-1",
+        vec!["qemux86-64".into()],
+        PayloadType::Module("streamer".into()),
+    );
+    w.files
+        .push(PayloadSource::from_bytes("big.bin", big.clone()));
+    w.files
+        .push(PayloadSource::from_bytes("small.txt", b"hello\n".to_vec()));
+    let art = dev.dir.join("stream.mender");
+    w.write(std::fs::File::create(&art).unwrap()).unwrap();
+    dev.ok(&["install", art.to_str().unwrap()]);
+    assert!(
+        std::fs::read(got.join("big.bin")).unwrap() == big,
+        "the module read the whole stream"
+    );
+    assert_eq!(std::fs::read(got.join("small.txt")).unwrap(), b"hello\n");
+    assert_eq!(
+        std::fs::read_to_string(got.join("files-listing")).unwrap(),
+        "",
+        "nothing was put in files/"
+    );
+    assert_eq!(dev.ok(&["show-artifact"]).trim(), "stream-1");
+}
