@@ -584,7 +584,55 @@ impl Device {
                 Err(e) => tracing::error!(error = %e, "Update Module rollback failed"),
             }
             scripts.run_ignoring_failures("ArtifactRollback", When::Leave);
+            if consistent {
+                match module.needs_reboot() {
+                    Ok(RebootNeed::No) => {}
+                    Ok(need) => return self.module_rollback_reboot(pending, module, reason, need),
+                    Err(e) => tracing::warn!(error = %e, "NeedsArtifactReboot after the rollback"),
+                }
+            }
         }
+        self.finish_module_failure(pending, module, reason, consistent)
+    }
+
+    /// A rollback that needs a reboot: persisted first, then `ArtifactRollbackReboot` (or the
+    /// reboot command); `ArtifactVerifyRollbackReboot` follows after the restart.
+    fn module_rollback_reboot(
+        &self,
+        pending: &Pending,
+        module: &Module,
+        reason: &str,
+        need: RebootNeed,
+    ) -> Result<String> {
+        let mut rolling = pending.clone();
+        rolling.phase = Phase::RollingBack;
+        rolling.reason = Some(reason.to_owned());
+        rolling.boot_id = self.boot_id();
+        self.save_pending(&rolling)?;
+        let scripts = self.scripts();
+        scripts.run_ignoring_failures("ArtifactRollbackReboot", When::Enter);
+        let rebooted = if need == RebootNeed::Yes {
+            module.call("ArtifactRollbackReboot").map(drop)
+        } else {
+            self.reboot().map_err(|e| e.to_string())
+        };
+        if let Err(e) = rebooted {
+            tracing::error!(error = %e, "the rollback reboot failed");
+        }
+        Ok(format!(
+            "{reason} (rolled back; a reboot completes the rollback)"
+        ))
+    }
+
+    /// `ArtifactFailure`, `Cleanup`, the outcome (and `_INCONSISTENT` when nothing undid the install).
+    fn finish_module_failure(
+        &self,
+        pending: &Pending,
+        module: &Module,
+        reason: &str,
+        consistent: bool,
+    ) -> Result<String> {
+        let scripts = self.scripts();
         scripts.run_ignoring_failures("ArtifactFailure", When::Enter);
         if let Err(e) = module.call("ArtifactFailure") {
             tracing::warn!(error = %e, "Update Module ArtifactFailure failed");
@@ -614,7 +662,29 @@ impl Device {
         let module = self.module(&pending.payload_type)?;
         let rebooted = pending.boot_id != self.boot_id();
         match pending.phase {
-            Phase::Installing | Phase::RollingBack => {
+            Phase::RollingBack if !rebooted => Ok(Progress::RebootRequired),
+            Phase::RollingBack => {
+                self.scripts()
+                    .run_ignoring_failures("ArtifactRollbackReboot", When::Leave);
+                let reason = pending
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| "rolled back".into());
+                match module.call("ArtifactVerifyRollbackReboot") {
+                    Ok(_) => Ok(Progress::Failed(
+                        self.finish_module_failure(&pending, &module, &reason, true)?,
+                    )),
+                    Err(e) => {
+                        // The rollback reboot did not take: reboot again, as Mender does.
+                        tracing::error!(error = %e, "rollback reboot not verified; rebooting again");
+                        let need = RebootNeed::Yes;
+                        Ok(Progress::Failed(self.module_rollback_reboot(
+                            &pending, &module, &reason, need,
+                        )?))
+                    }
+                }
+            }
+            Phase::Installing => {
                 let reason = "interrupted during the install (power cut or kill)";
                 Ok(Progress::Failed(
                     self.module_failure_reason(&pending, &module, reason)?,

@@ -155,6 +155,7 @@ fn a_failing_module_is_rolled_back_in_protocol_order() {
     let o = dev.aloft(&["install", art.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("disk on fire"), "{}", text(&o));
+    // The order Mender 3.4 was observed to use.
     let calls = std::fs::read_to_string(dev.dir.join("calls.log")).unwrap();
     assert_eq!(
         calls.lines().collect::<Vec<_>>(),
@@ -163,6 +164,7 @@ fn a_failing_module_is_rolled_back_in_protocol_order() {
             "SupportsRollback",
             "ArtifactInstall",
             "ArtifactRollback",
+            "NeedsArtifactReboot",
             "ArtifactFailure",
             "Cleanup"
         ]
@@ -466,4 +468,58 @@ fn a_streaming_module_reads_the_payload_through_the_fifos() {
         "nothing was put in files/"
     );
     assert_eq!(dev.ok(&["show-artifact"]).trim(), "stream-1");
+}
+
+#[test]
+fn a_rollback_that_needs_a_reboot_is_verified_after_it() {
+    let dev = Dev::new(SimBootloader::Uboot);
+    let modules = dev.dir.join("modules");
+    std::fs::create_dir_all(&modules).unwrap();
+    let log = dev.dir.join("calls.log");
+    let body = format!(
+        "#!/bin/sh\necho \"$1\" >> '{}'\ncase \"$1\" in\n  SupportsRollback) echo Yes ;;\n  NeedsArtifactReboot) echo Yes ;;\n  ArtifactInstall) exit 1 ;;\nesac\nexit 0\n",
+        log.display()
+    );
+    let path = modules.join("kernel");
+    std::fs::write(&path, body).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dev.set_config(&format!("modules_dir = \"{}\"", modules.display()));
+    let mut w = ArtifactWriter::new(
+        "kernel-2",
+        vec!["qemux86-64".into()],
+        PayloadType::Module("kernel".into()),
+    );
+    w.files
+        .push(PayloadSource::from_bytes("vmlinuz", vec![1; 100]));
+    let art = dev.dir.join("kernel.mender");
+    w.write(std::fs::File::create(&art).unwrap()).unwrap();
+    assert_eq!(
+        dev.aloft(&["install", art.to_str().unwrap()]).status.code(),
+        Some(1)
+    );
+    assert!(
+        dev.status()["pending"].is_string(),
+        "the rollback waits for its reboot"
+    );
+    dev.reboot();
+    dev.ok(&["resume"]);
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        calls.lines().collect::<Vec<_>>(),
+        [
+            "Download",
+            "SupportsRollback",
+            "ArtifactInstall",
+            "ArtifactRollback",
+            "NeedsArtifactReboot",
+            "ArtifactRollbackReboot",
+            "ArtifactVerifyRollbackReboot",
+            "ArtifactFailure",
+            "Cleanup"
+        ]
+    );
+    let status = dev.status();
+    assert!(status["pending"].is_null());
+    assert_eq!(status["artifact_name"], "factory-1");
+    assert_eq!(status["last"]["success"], false);
 }
