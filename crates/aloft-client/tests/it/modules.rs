@@ -122,30 +122,63 @@ fn debian_script_module_runs_a_script_from_an_aloft_artifact() {
     assert_eq!(dev.ok(&["show-artifact"]).trim(), "script-1");
 }
 
-/// A module that logs every call and fails `ArtifactInstall`.
-fn failing_module(dev: &Dev, supports_rollback: bool) -> std::path::PathBuf {
+/// A module script `name` with `body` in a private modules folder of `dev`, which the device's
+/// configuration then uses.
+fn fake_module(dev: &Dev, name: &str, body: &str) {
     let modules = dev.dir.join("modules");
     std::fs::create_dir_all(&modules).unwrap();
-    let log = dev.dir.join("calls.log");
-    let answer = if supports_rollback { "Yes" } else { "No" };
-    let body = format!(
-        "#!/bin/sh\necho \"$1\" >> '{}'\ncase \"$1\" in\n  SupportsRollback) echo {answer} ;;\n  ArtifactInstall) echo 'disk on fire' >&2; exit 3 ;;\nesac\nexit 0\n",
-        log.display()
-    );
-    let path = modules.join("flaky");
+    let path = modules.join(name);
     std::fs::write(&path, body).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     dev.set_config(&format!("modules_dir = \"{}\"", modules.display()));
-    let mut w = ArtifactWriter::new(
-        "flaky-2",
-        vec!["qemux86-64".into()],
-        PayloadType::Module("flaky".into()),
+}
+
+/// A module `name` that appends each state it is called with to `calls.log` (returned), then
+/// answers with the shell `case` arms given.
+fn logging_module(dev: &Dev, name: &str, cases: &str) -> std::path::PathBuf {
+    let log = dev.dir.join("calls.log");
+    let body = format!(
+        "#!/bin/sh\necho \"$1\" >> '{}'\ncase \"$1\" in\n{cases}\nesac\nexit 0\n",
+        log.display()
     );
-    w.files
-        .push(PayloadSource::from_bytes("payload.bin", vec![1, 2, 3]));
-    let art = dev.dir.join("flaky.mender");
+    fake_module(dev, name, &body);
+    log
+}
+
+/// An artifact `name` of module type `module_type` with `files`.
+fn module_artifact(
+    dev: &Dev,
+    name: &str,
+    module_type: &str,
+    files: Vec<PayloadSource>,
+) -> std::path::PathBuf {
+    let mut w = ArtifactWriter::new(
+        name,
+        vec!["qemux86-64".into()],
+        PayloadType::Module(module_type.into()),
+    );
+    w.files = files;
+    let art = dev.dir.join(format!("{name}.mender"));
     w.write(std::fs::File::create(&art).unwrap()).unwrap();
     art
+}
+
+/// A module that logs every call and fails `ArtifactInstall`.
+fn failing_module(dev: &Dev, supports_rollback: bool) -> std::path::PathBuf {
+    let answer = if supports_rollback { "Yes" } else { "No" };
+    logging_module(
+        dev,
+        "flaky",
+        &format!(
+            "  SupportsRollback) echo {answer} ;;\n  ArtifactInstall) echo 'disk on fire' >&2; exit 3 ;;"
+        ),
+    );
+    module_artifact(
+        dev,
+        "flaky-2",
+        "flaky",
+        vec![PayloadSource::from_bytes("payload.bin", vec![1, 2, 3])],
+    )
 }
 
 #[test]
@@ -280,24 +313,22 @@ fn a_failing_reboot_leave_script_rolls_the_update_back() {
 fn a_relative_config_path_still_gives_modules_an_absolute_tree() {
     let dev = Dev::new(SimBootloader::Uboot);
     let marker = dev.dir.join("script-ran");
-    let mut w = ArtifactWriter::new(
+    module_artifact(
+        &dev,
         "script-1",
-        vec!["qemux86-64".into()],
-        PayloadType::Module("script".into()),
+        "script",
+        vec![PayloadSource::from_bytes(
+            "run.sh",
+            format!("#!/bin/sh\necho ran > '{}'\n", marker.display()).into_bytes(),
+        )],
     );
-    w.files.push(PayloadSource::from_bytes(
-        "run.sh",
-        format!("#!/bin/sh\necho ran > '{}'\n", marker.display()).into_bytes(),
-    ));
-    let art = dev.dir.join("script.mender");
-    w.write(std::fs::File::create(&art).unwrap()).unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_aloft"))
         .current_dir(dev.dir.parent().unwrap())
         .args([
             "--config",
             "device/aloft.toml",
             "install",
-            "device/script.mender",
+            "device/script-1.mender",
         ])
         .output()
         .unwrap();
@@ -308,26 +339,17 @@ fn a_relative_config_path_still_gives_modules_an_absolute_tree() {
 #[test]
 fn a_module_that_needs_a_reboot_is_verified_and_committed_after_it() {
     let dev = Dev::new(SimBootloader::Uboot);
-    let modules = dev.dir.join("modules");
-    std::fs::create_dir_all(&modules).unwrap();
-    let log = dev.dir.join("calls.log");
-    let body = format!(
-        "#!/bin/sh\necho \"$1\" >> '{}'\ncase \"$1\" in\n  SupportsRollback) echo Yes ;;\n  NeedsArtifactReboot) echo Yes ;;\nesac\nexit 0\n",
-        log.display()
+    let log = logging_module(
+        &dev,
+        "firmware",
+        "  SupportsRollback) echo Yes ;;\n  NeedsArtifactReboot) echo Yes ;;",
     );
-    let path = modules.join("firmware");
-    std::fs::write(&path, body).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    dev.set_config(&format!("modules_dir = \"{}\"", modules.display()));
-    let mut w = ArtifactWriter::new(
+    let art = module_artifact(
+        &dev,
         "fw-2",
-        vec!["qemux86-64".into()],
-        PayloadType::Module("firmware".into()),
+        "firmware",
+        vec![PayloadSource::from_bytes("fw.bin", vec![9; 1000])],
     );
-    w.files
-        .push(PayloadSource::from_bytes("fw.bin", vec![9; 1000]));
-    let art = dev.dir.join("fw.mender");
-    w.write(std::fs::File::create(&art).unwrap()).unwrap();
 
     let o = dev.aloft(&["install", art.to_str().unwrap(), "--reboot-exit-code"]);
     assert_eq!(o.status.code(), Some(4), "{}", text(&o));
@@ -432,30 +454,23 @@ fn debian_single_file_module_with_an_artifact_from_aloftctl() {
 #[test]
 fn a_streaming_module_reads_the_payload_through_the_fifos() {
     let dev = Dev::new(SimBootloader::Uboot);
-    let modules = dev.dir.join("modules");
     let got = dev.dir.join("got");
-    std::fs::create_dir_all(&modules).unwrap();
     std::fs::create_dir_all(&got).unwrap();
     let body = format!(
         "#!/bin/sh\nset -e\ncase \"$1\" in\n  Download)\n    while true; do\n      f=$(cat stream-next)\n      [ -z \"$f\" ] && break\n      cat \"$f\" > '{got}'/\"$(basename \"$f\")\"\n      ls files >> '{got}/files-listing'\n    done ;;\nesac\nexit 0\n",
         got = got.display()
     );
-    let path = modules.join("streamer");
-    std::fs::write(&path, body).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    dev.set_config(&format!("modules_dir = \"{}\"", modules.display()));
+    fake_module(&dev, "streamer", &body);
     let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
-    let mut w = ArtifactWriter::new(
+    let art = module_artifact(
+        &dev,
         "stream-1",
-        vec!["qemux86-64".into()],
-        PayloadType::Module("streamer".into()),
+        "streamer",
+        vec![
+            PayloadSource::from_bytes("big.bin", big.clone()),
+            PayloadSource::from_bytes("small.txt", b"hello\n".to_vec()),
+        ],
     );
-    w.files
-        .push(PayloadSource::from_bytes("big.bin", big.clone()));
-    w.files
-        .push(PayloadSource::from_bytes("small.txt", b"hello\n".to_vec()));
-    let art = dev.dir.join("stream.mender");
-    w.write(std::fs::File::create(&art).unwrap()).unwrap();
     dev.ok(&["install", art.to_str().unwrap()]);
     assert!(
         std::fs::read(got.join("big.bin")).unwrap() == big,
@@ -473,26 +488,17 @@ fn a_streaming_module_reads_the_payload_through_the_fifos() {
 #[test]
 fn a_rollback_that_needs_a_reboot_is_verified_after_it() {
     let dev = Dev::new(SimBootloader::Uboot);
-    let modules = dev.dir.join("modules");
-    std::fs::create_dir_all(&modules).unwrap();
-    let log = dev.dir.join("calls.log");
-    let body = format!(
-        "#!/bin/sh\necho \"$1\" >> '{}'\ncase \"$1\" in\n  SupportsRollback) echo Yes ;;\n  NeedsArtifactReboot) echo Yes ;;\n  ArtifactInstall) exit 1 ;;\nesac\nexit 0\n",
-        log.display()
+    let log = logging_module(
+        &dev,
+        "kernel",
+        "  SupportsRollback) echo Yes ;;\n  NeedsArtifactReboot) echo Yes ;;\n  ArtifactInstall) exit 1 ;;",
     );
-    let path = modules.join("kernel");
-    std::fs::write(&path, body).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    dev.set_config(&format!("modules_dir = \"{}\"", modules.display()));
-    let mut w = ArtifactWriter::new(
+    let art = module_artifact(
+        &dev,
         "kernel-2",
-        vec!["qemux86-64".into()],
-        PayloadType::Module("kernel".into()),
+        "kernel",
+        vec![PayloadSource::from_bytes("vmlinuz", vec![1; 100])],
     );
-    w.files
-        .push(PayloadSource::from_bytes("vmlinuz", vec![1; 100]));
-    let art = dev.dir.join("kernel.mender");
-    w.write(std::fs::File::create(&art).unwrap()).unwrap();
     assert_eq!(
         dev.aloft(&["install", art.to_str().unwrap()]).status.code(),
         Some(1)
