@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# The main job, until the server exists: build aloftctl, make a signing key and a root filesystem
-# image, write a signed artifact, then read and verify it (and let mender-artifact verify it too,
-# when it is installed). Everything lands in target/demo/.
+# The main job, until the server exists: build aloftctl and aloft, make a signing key and a root
+# filesystem image, write a signed artifact, read and verify it (mender-artifact too, when
+# installed), then install it on a simulated A/B device that requires the signature: install,
+# reboot into the new slot, health check and commit. Everything lands in target/demo/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
 
-step "building aloftctl (release)"
-cargo build --release --locked --quiet -p aloftctl
+step "building aloftctl and aloft (release)"
+cargo build --release --locked --quiet -p aloftctl -p aloft-client
 aloftctl=target/release/aloftctl
+aloft=target/release/aloft
 demo=target/demo
 rm -rf "$demo"; mkdir -p "$demo/tree/etc"
 
@@ -47,3 +49,20 @@ if "$aloftctl" artifact validate "$demo/tampered.mender" -k "$demo/signing.pem.p
   echo "the tampered artifact was accepted: this is a bug" >&2; exit 1
 fi
 echo "(refused, exit code 1, as it should be)"
+
+step "a simulated A/B device (U-Boot) that only accepts artifacts signed by our key"
+run "$aloftctl" sim create "$demo/device" --device-type qemux86-64 --slot-size 32M --artifact-name factory-1
+cp "$demo/signing.pem.pub" "$demo/device/trusted.pem"
+sed -i '1a verify_keys = ["trusted.pem"]\nhealth_check = "test -r /proc/uptime"' "$demo/device/aloft.toml"
+run "$aloft" --config "$demo/device/aloft.toml" status
+
+step "the tampered artifact is refused before anything is touched"
+if "$aloft" --config "$demo/device/aloft.toml" install "$demo/tampered.mender"; then
+  echo "the device accepted a tampered artifact: this is a bug" >&2; exit 1
+fi
+
+step "install, reboot into the new slot on trial, health check, commit"
+run "$aloft" --config "$demo/device/aloft.toml" install "$demo/demo-release-1.mender"
+run "$aloftctl" sim reboot "$demo/device"
+run "$aloft" --config "$demo/device/aloft.toml" resume
+run "$aloft" --config "$demo/device/aloft.toml" status

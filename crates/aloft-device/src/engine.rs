@@ -546,7 +546,6 @@ impl Device {
         if let Err(reason) = module.call("Cleanup") {
             tracing::warn!(%reason, "Update Module Cleanup failed after a commit");
         }
-        module.remove_tree();
         self.commit_provides(&pending)?;
         let mut persisted: Persisted = state::load(&self.state_path())?;
         persisted.pending = None;
@@ -556,6 +555,8 @@ impl Device {
             reason: None,
         });
         state::save(&self.state_path(), &persisted)?;
+        // Only now: a restart before this point repeats the (idempotent) commit in the tree.
+        module.remove_tree();
         Ok(Progress::Committed)
     }
 
@@ -641,7 +642,6 @@ impl Device {
         if let Err(e) = module.call("Cleanup") {
             tracing::warn!(error = %e, "Update Module Cleanup failed");
         }
-        module.remove_tree();
         let reason = if consistent {
             reason.to_owned()
         } else {
@@ -654,6 +654,7 @@ impl Device {
             )
         };
         self.finish_failure(pending, &reason)?;
+        module.remove_tree();
         Ok(reason)
     }
 
@@ -739,6 +740,9 @@ impl Device {
     fn proceed(&self, intent: Intent) -> Result<Progress> {
         let persisted: Persisted = state::load(&self.state_path())?;
         let Some(pending) = persisted.pending.clone() else {
+            // A cut right after an update's outcome was saved can leave its module tree.
+            let _ =
+                std::fs::remove_dir_all(self.config.data_dir.join("modules/v3/payloads/0000/tree"));
             return Ok(Progress::Nothing);
         };
         if pending.to_slot.is_none() {
