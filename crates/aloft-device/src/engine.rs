@@ -547,14 +547,7 @@ impl Device {
             tracing::warn!(%reason, "Update Module Cleanup failed after a commit");
         }
         self.commit_provides(&pending)?;
-        let mut persisted: Persisted = state::load(&self.state_path())?;
-        persisted.pending = None;
-        persisted.last = Some(Outcome {
-            artifact_name: pending.artifact_name,
-            success: true,
-            reason: None,
-        });
-        state::save(&self.state_path(), &persisted)?;
+        self.finish_success(&pending)?;
         // Only now: a restart before this point repeats the (idempotent) commit in the tree.
         module.remove_tree();
         Ok(Progress::Committed)
@@ -837,18 +830,10 @@ impl Device {
             return self.start_rollback(pending, &reason, true);
         }
         pending.phase = Phase::Committing;
-        let mut persisted: Persisted = state::load(&self.state_path())?;
-        persisted.pending = Some(pending.clone());
-        state::save(&self.state_path(), &persisted)?;
+        self.save_pending(&pending)?;
         self.boot()?.commit()?;
         self.commit_provides(&pending)?;
-        persisted.pending = None;
-        persisted.last = Some(Outcome {
-            artifact_name: pending.artifact_name,
-            success: true,
-            reason: None,
-        });
-        state::save(&self.state_path(), &persisted)?;
+        self.finish_success(&pending)?;
         self.scripts()
             .run_ignoring_failures("ArtifactCommit", When::Leave);
         Ok(Progress::Committed)
@@ -868,6 +853,19 @@ impl Device {
             self.reboot()?;
         }
         Ok(Progress::RebootRequired)
+    }
+
+    /// Records the committed update as the last outcome; nothing is pending any more.
+    fn finish_success(&self, pending: &Pending) -> Result<()> {
+        let mut persisted: Persisted = state::load(&self.state_path())?;
+        persisted.pending = None;
+        persisted.last = Some(Outcome {
+            artifact_name: pending.artifact_name.clone(),
+            success: true,
+            reason: None,
+        });
+        state::save(&self.state_path(), &persisted)?;
+        Ok(())
     }
 
     fn finish_failure(&self, pending: &Pending, reason: &str) -> Result<()> {
