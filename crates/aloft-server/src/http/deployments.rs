@@ -1,0 +1,412 @@
+//! Deployments (`/api/management/v1/deployments/deployments`).
+
+use std::collections::BTreeMap;
+
+use aloft_api::management::{
+    Deployment, DeploymentStatistics, DeviceDeployment, DeviceHistoryEntry, ErrorBody, NewDeployment, NewGroupDeployment,
+    StatusBody,
+};
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::artifacts::artifact_json;
+use super::{check_uuid, created, param, paged, query_pairs, ApiJson, AppState, Page, UserAuth};
+use crate::error::{ApiError, ApiResult};
+use crate::store::{DeploymentQuery, DeploymentRow, DeviceDeploymentRow, InventoryQuery};
+use crate::time::{now_us, rfc3339, rfc3339_opt};
+
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(create_for_group))
+        .routes(routes!(get_one))
+        .routes(routes!(statistics))
+        .routes(routes!(statistics_list))
+        .routes(routes!(abort))
+        .routes(routes!(devices_list))
+        .routes(routes!(devices_all))
+        .routes(routes!(device_ids))
+        .routes(routes!(device_log))
+        .routes(routes!(history, abort_device))
+        .routes(routes!(reset_history))
+}
+
+/// A deployment with its statistics.
+pub(crate) async fn deployment_json(st: &AppState, d: &DeploymentRow) -> ApiResult<Deployment> {
+    let stats = st.store.deployment_stats(&d.id).await?;
+    Ok(Deployment {
+        id: d.id.clone(),
+        name: d.name.clone(),
+        artifact_name: d.artifact_name.clone(),
+        created: rfc3339(d.created),
+        finished: rfc3339_opt(d.finished),
+        status: d.status.clone(),
+        kind: "software".into(),
+        device_count: stats.device_count,
+        max_devices: (stats.max_devices > 0).then_some(stats.max_devices),
+        groups: d.groups.clone(),
+        artifacts: stats.artifacts,
+        force_installation: d.force_installation,
+        statistics: DeploymentStatistics { status: stats.by_status, total_size: stats.total_size },
+    })
+}
+
+fn check_names(name: &str, artifact: &str) -> ApiResult<()> {
+    for (what, v) in [("name", name), ("artifact_name", artifact)] {
+        if v.trim().is_empty() || v.len() > 4096 {
+            return Err(ApiError::bad_request(format!("{what} must have 1 to 4096 characters")));
+        }
+    }
+    Ok(())
+}
+
+async fn accepted_devices(st: &AppState, group: Option<String>) -> ApiResult<Vec<String>> {
+    let q = InventoryQuery {
+        filters: vec![crate::store::Filter {
+            scope: "identity".into(),
+            attribute: "status".into(),
+            op: "$eq".into(),
+            value: serde_json::json!("accepted"),
+        }],
+        group,
+        page: 0,
+        per_page: 0,
+        ..InventoryQuery::default()
+    };
+    Ok(st.store.search_inventory(&q).await?.0)
+}
+
+async fn insert(st: &AppState, name: String, artifact_name: String, mut devices: Vec<String>, groups: Vec<String>, force: bool, all: bool) -> ApiResult<Response> {
+    if !st.store.release_exists(&artifact_name).await? {
+        return Err(ApiError::unprocessable("No artifact for the deployment"));
+    }
+    devices.sort();
+    devices.dedup();
+    if devices.is_empty() {
+        return Err(ApiError::bad_request("No devices for the deployment"));
+    }
+    let mut h = Sha256::new();
+    for part in [name.as_str(), artifact_name.as_str(), if force { "force" } else { "" }, if all { "all" } else { "" }] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    for g in &groups {
+        h.update(g.as_bytes());
+        h.update([1]);
+    }
+    for d in &devices {
+        h.update(d.as_bytes());
+        h.update([2]);
+    }
+    let row = DeploymentRow {
+        id: uuid::Uuid::new_v4().to_string(),
+        name,
+        artifact_name,
+        created: now_us(),
+        finished: None,
+        status: "pending".into(),
+        groups,
+        force_installation: force,
+        all_devices: all,
+    };
+    st.store.create_deployment(&row, &devices, &hex::encode(h.finalize())).await?;
+    tracing::info!(deployment.id = %row.id, artifact.name = %row.artifact_name, devices = devices.len(), "deployment created");
+    Ok(created(&format!("./management/v1/deployments/deployments/{}", row.id)))
+}
+
+/// Create a deployment for devices, or for every accepted device.
+#[utoipa::path(post, path = "/api/management/v1/deployments/deployments", tag = "deployments", security(("bearer" = [])),
+    request_body = NewDeployment,
+    responses((status = 201, description = "created; Location: ./management/v1/deployments/deployments/<id>"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+async fn create(State(st): State<AppState>, _u: UserAuth, ApiJson(b): ApiJson<NewDeployment>) -> ApiResult<Response> {
+    check_names(&b.name, &b.artifact_name)?;
+    let all = b.all_devices.unwrap_or(false);
+    let devices = match (b.devices, all) {
+        (Some(_), true) => return Err(ApiError::bad_request("give either devices or all_devices, not both")),
+        (None, false) => return Err(ApiError::bad_request("give devices or all_devices")),
+        (Some(list), false) => {
+            if list.len() > 100_000 || list.iter().any(|d| d.is_empty() || d.len() > 128) {
+                return Err(ApiError::bad_request("invalid device list"));
+            }
+            list
+        }
+        (None, true) => accepted_devices(&st, None).await?,
+    };
+    let mut groups = Vec::new();
+    if devices.len() == 1
+        && let Some(g) = st.store.device(&devices[0]).await?.and_then(|d| d.group) {
+            groups.push(g);
+        }
+    insert(&st, b.name, b.artifact_name, devices, groups, b.force_installation.unwrap_or(false), all).await
+}
+
+/// Create a deployment for the accepted devices of a static group.
+#[utoipa::path(post, path = "/api/management/v1/deployments/deployments/group/{name}", tag = "deployments",
+    security(("bearer" = [])), params(("name" = String, Path)), request_body = NewGroupDeployment,
+    responses((status = 201, description = "created"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn create_for_group(State(st): State<AppState>, _u: UserAuth, Path(group): Path<String>, ApiJson(b): ApiJson<NewGroupDeployment>) -> ApiResult<Response> {
+    check_names(&b.name, &b.artifact_name)?;
+    if b.devices.is_some() || b.all_devices.is_some() {
+        return Err(ApiError::bad_request("a group deployment takes neither devices nor all_devices"));
+    }
+    super::inventory::check_group(&group)?;
+    let devices = accepted_devices(&st, Some(group.clone())).await?;
+    insert(&st, b.name, b.artifact_name, devices, vec![group], b.force_installation.unwrap_or(false), false).await
+}
+
+/// List deployments.
+#[utoipa::path(get, path = "/api/management/v1/deployments/deployments", tag = "deployments", security(("bearer" = [])),
+    params(("status" = Option<String>, Query), ("type" = Option<String>, Query), ("search" = Option<String>, Query),
+        ("created_before" = Option<i64>, Query), ("created_after" = Option<i64>, Query), ("sort" = Option<String>, Query),
+        ("page" = Option<u64>, Query), ("per_page" = Option<u64>, Query)),
+    responses((status = 200, body = Vec<Deployment>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn list(State(st): State<AppState>, _u: UserAuth, uri: Uri) -> ApiResult<Response> {
+    let q = query_pairs(&uri);
+    let page = Page::parse(param(&q, "page"), param(&q, "per_page"), 500)?;
+    let status = param(&q, "status").map(str::to_owned);
+    if let Some(s) = &status
+        && !matches!(s.as_str(), "pending" | "inprogress" | "finished" | "aborted") {
+            return Err(ApiError::bad_request(format!("invalid status {s:?}")));
+        }
+    let epoch = |name: &str| -> ApiResult<Option<i64>> {
+        param(&q, name)
+            .map(|v| {
+                v.parse::<i64>()
+                    .ok()
+                    .and_then(|s| s.checked_mul(1_000_000))
+                    .ok_or_else(|| ApiError::bad_request(format!("{name} must be UNIX seconds")))
+            })
+            .transpose()
+    };
+    let ascending = match param(&q, "sort") {
+        None | Some("desc") => false,
+        Some("asc") => true,
+        Some(o) => return Err(ApiError::bad_request(format!("invalid sort {o:?}"))),
+    };
+    let only_software = match param(&q, "type") {
+        None | Some("software") => true,
+        Some("configuration") => false,
+        Some(o) => return Err(ApiError::bad_request(format!("invalid type {o:?}"))),
+    };
+    let query = DeploymentQuery {
+        status,
+        search: param(&q, "search").map(str::to_owned),
+        created_before: epoch("created_before")?.map(|b| b + 999_999),
+        created_after: epoch("created_after")?,
+        ascending,
+        page: page.page,
+        per_page: page.per_page,
+    };
+    let (rows, total) = if only_software { st.store.deployments(&query).await? } else { (Vec::new(), 0) };
+    let mut items = Vec::with_capacity(rows.len());
+    for r in &rows {
+        items.push(deployment_json(&st, r).await?);
+    }
+    let has_next = page.page.saturating_mul(page.per_page) < total;
+    Ok(paged(&items, total, Some(page.link(uri.path(), &q, has_next))))
+}
+
+async fn find(st: &AppState, id: &str) -> ApiResult<DeploymentRow> {
+    check_uuid(id)?;
+    st.store.deployment(id).await?.ok_or_else(|| ApiError::not_found("deployment not found"))
+}
+
+/// One deployment with statistics.
+#[utoipa::path(get, path = "/api/management/v1/deployments/deployments/{id}", tag = "deployments", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = Deployment), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+async fn get_one(State(st): State<AppState>, _u: UserAuth, Path(id): Path<String>) -> ApiResult<axum::Json<Deployment>> {
+    let d = find(&st, &id).await?;
+    Ok(axum::Json(deployment_json(&st, &d).await?))
+}
+
+/// Device counts per status (all 13 keys).
+#[utoipa::path(get, path = "/api/management/v1/deployments/deployments/{id}/statistics", tag = "deployments",
+    security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = BTreeMap<String, u64>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+async fn statistics(State(st): State<AppState>, _u: UserAuth, Path(id): Path<String>) -> ApiResult<axum::Json<BTreeMap<String, u64>>> {
+    find(&st, &id).await?;
+    Ok(axum::Json(st.store.deployment_stats(&id).await?.by_status))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+struct StatsRequest {
+    deployment_ids: Vec<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct StatsItem {
+    id: String,
+    stats: BTreeMap<String, u64>,
+}
+
+/// Statistics of several deployments.
+#[utoipa::path(post, path = "/api/management/v1/deployments/deployments/statistics/list", tag = "deployments",
+    security(("bearer" = [])), request_body = StatsRequest,
+    responses((status = 200, body = Vec<StatsItem>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn statistics_list(State(st): State<AppState>, _u: UserAuth, ApiJson(b): ApiJson<StatsRequest>) -> ApiResult<axum::Json<Vec<StatsItem>>> {
+    if b.deployment_ids.is_empty() || b.deployment_ids.len() > 100 {
+        return Err(ApiError::bad_request("give 1 to 100 deployment ids"));
+    }
+    let mut out = Vec::new();
+    for id in b.deployment_ids {
+        check_uuid(&id)?;
+        if st.store.deployment(&id).await?.is_some() {
+            let stats = st.store.deployment_stats(&id).await?.by_status;
+            out.push(StatsItem { id, stats });
+        }
+    }
+    Ok(axum::Json(out))
+}
+
+/// Abort a deployment: devices not yet finished end `aborted`.
+#[utoipa::path(put, path = "/api/management/v1/deployments/deployments/{id}/status", tag = "deployments",
+    security(("bearer" = [])), params(("id" = String, Path)), request_body = StatusBody,
+    responses((status = 204, description = "aborted"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn abort(State(st): State<AppState>, _u: UserAuth, Path(id): Path<String>, ApiJson(b): ApiJson<StatusBody>) -> ApiResult<StatusCode> {
+    check_uuid(&id)?;
+    if b.status != "aborted" {
+        return Err(ApiError::bad_request("the only accepted status is \"aborted\""));
+    }
+    st.store.abort_deployment(&id, now_us()).await?;
+    tracing::info!(deployment.id = %id, "deployment aborted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn device_items(st: &AppState, rows: &[DeviceDeploymentRow]) -> ApiResult<Vec<DeviceDeployment>> {
+    let mut cache: BTreeMap<String, Option<aloft_api::management::Artifact>> = BTreeMap::new();
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let image = match &r.artifact_id {
+            Some(a) => {
+                if !cache.contains_key(a) {
+                    let v = st.store.artifact(a).await?.as_ref().map(artifact_json);
+                    cache.insert(a.clone(), v);
+                }
+                cache.get(a).cloned().flatten()
+            }
+            None => None,
+        };
+        out.push(DeviceDeployment {
+            id: r.device_id.clone(),
+            status: r.status.clone(),
+            substate: r.substate.clone(),
+            created: rfc3339(r.created),
+            started: rfc3339_opt(r.started),
+            finished: rfc3339_opt(r.finished),
+            log: r.has_log,
+            image,
+        });
+    }
+    Ok(out)
+}
+
+fn check_dd_status(s: Option<&str>) -> ApiResult<()> {
+    match s {
+        None => Ok(()),
+        Some(s) if aloft_api::status::ALL.contains(&s) || matches!(s, "pause" | "active" | "finished") => Ok(()),
+        Some(s) => Err(ApiError::bad_request(format!("invalid status {s:?}"))),
+    }
+}
+
+/// The devices of a deployment, paged.
+#[utoipa::path(get, path = "/api/management/v1/deployments/deployments/{id}/devices/list", tag = "deployments",
+    security(("bearer" = [])),
+    params(("id" = String, Path), ("status" = Option<String>, Query), ("page" = Option<u64>, Query), ("per_page" = Option<u64>, Query)),
+    responses((status = 200, body = Vec<DeviceDeployment>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+async fn devices_list(State(st): State<AppState>, _u: UserAuth, Path(id): Path<String>, uri: Uri) -> ApiResult<Response> {
+    find(&st, &id).await?;
+    let q = query_pairs(&uri);
+    let page = Page::parse(param(&q, "page"), param(&q, "per_page"), 500)?;
+    let status = param(&q, "status");
+    check_dd_status(status)?;
+    let (rows, total) = st.store.device_deployments(&id, status, page.page, page.per_page).await?;
+    let items = device_items(&st, &rows).await?;
+    let has_next = page.page.saturating_mul(page.per_page) < total;
+    Ok(paged(&items, total, Some(page.link(uri.path(), &q, has_next))))
+}
+
+/// The devices of a deployment (unpaged; deprecated in Mender).
+#[utoipa::path(get, path = "/api/management/v1/deployments/deployments/{id}/devices", tag = "deployments",
+    security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = Vec<DeviceDeployment>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+async fn devices_all(State(st): State<AppState>, _u: UserAuth, Path(id): Path<String>) -> ApiResult<axum::Json<Vec<DeviceDeployment>>> {
+    find(&st, &id).await?;
+    let (rows, _) = st.store.device_deployments(&id, None, 0, 0).await?;
+    Ok(axum::Json(device_items(&st, &rows).await?))
+}
+
+/// The ids of the devices a deployment targets.
+#[utoipa::path(get, path = "/api/management/v1/deployments/deployments/{id}/device_list", tag = "deployments",
+    security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = Vec<String>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+async fn device_ids(State(st): State<AppState>, _u: UserAuth, Path(id): Path<String>) -> ApiResult<axum::Json<Vec<String>>> {
+    find(&st, &id).await?;
+    let (rows, _) = st.store.device_deployments(&id, None, 0, 0).await?;
+    Ok(axum::Json(rows.into_iter().map(|r| r.device_id).collect()))
+}
+
+/// The log a device uploaded for a deployment.
+#[utoipa::path(get, path = "/api/management/v1/deployments/deployments/{id}/devices/{device_id}/log", tag = "deployments",
+    security(("bearer" = [])), params(("id" = String, Path), ("device_id" = String, Path)),
+    responses((status = 200, description = "the log", content_type = "text/plain", body = String),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn device_log(State(st): State<AppState>, _u: UserAuth, Path((id, device)): Path<(String, String)>) -> ApiResult<Response> {
+    check_uuid(&id)?;
+    let log = st.store.log(&id, &device).await?.ok_or_else(|| ApiError::not_found("no log for this device"))?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], log).into_response())
+}
+
+/// A device's deployment history, newest first.
+#[utoipa::path(get, path = "/api/management/v1/deployments/deployments/devices/{device_id}", tag = "deployments",
+    security(("bearer" = [])),
+    params(("device_id" = String, Path), ("status" = Option<String>, Query), ("page" = Option<u64>, Query), ("per_page" = Option<u64>, Query)),
+    responses((status = 200, body = Vec<DeviceHistoryEntry>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn history(State(st): State<AppState>, _u: UserAuth, Path(device): Path<String>, uri: Uri) -> ApiResult<Response> {
+    let q = query_pairs(&uri);
+    let page = Page::parse(param(&q, "page"), param(&q, "per_page"), 20)?;
+    let status = param(&q, "status");
+    check_dd_status(status)?;
+    let (rows, total) = st.store.device_history(&device, status, page.page, page.per_page).await?;
+    let items = device_items(&st, &rows).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (r, item) in rows.iter().zip(items) {
+        if let Some(d) = st.store.deployment(&r.deployment_id).await? {
+            out.push(DeviceHistoryEntry { id: r.id.clone(), deployment: deployment_json(&st, &d).await?, device: item });
+        }
+    }
+    let has_next = page.page.saturating_mul(page.per_page) < total;
+    Ok(paged(&out, total, Some(page.link(uri.path(), &q, has_next))))
+}
+
+/// Abort every unfinished deployment of a device.
+#[utoipa::path(delete, path = "/api/management/v1/deployments/deployments/devices/{device_id}", tag = "deployments",
+    security(("bearer" = [])), params(("device_id" = String, Path)),
+    responses((status = 204, description = "aborted"), (status = 401, body = ErrorBody)))]
+async fn abort_device(State(st): State<AppState>, _u: UserAuth, Path(device): Path<String>) -> ApiResult<StatusCode> {
+    st.store.abort_device(&device, now_us()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Forget a device's finished deployments.
+#[utoipa::path(delete, path = "/api/management/v1/deployments/deployments/devices/{device_id}/history", tag = "deployments",
+    security(("bearer" = [])), params(("device_id" = String, Path)),
+    responses((status = 204, description = "reset"), (status = 401, body = ErrorBody)))]
+async fn reset_history(State(st): State<AppState>, _u: UserAuth, Path(device): Path<String>) -> ApiResult<StatusCode> {
+    st.store.delete_device_history(&device).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

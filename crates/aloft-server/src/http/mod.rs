@@ -1,0 +1,402 @@
+//! The HTTP layer: one module per resource, thin handlers over the store and services, and the
+//! middleware every request passes (request id, metrics, tracing, panic catching).
+
+pub mod artifacts;
+pub mod deployments;
+pub mod devauth;
+pub mod device;
+pub mod inventory;
+pub mod ops;
+pub mod useradm;
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use serde::de::DeserializeOwned;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::auth::{Keys, AUD_DEVICE, AUD_MANAGEMENT};
+use crate::blobs::Blobs;
+use crate::error::{ApiError, ApiResult, REQUEST_ID};
+use crate::store::{Store, TokenKind};
+
+/// Server settings the handlers need.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The URL devices and tools reach the server at (`https://host:port`), used in download
+    /// links; without it, links use the `Host` the request came to.
+    pub public_url: Option<String>,
+    /// Lifetime of device tokens.
+    pub device_token_secs: i64,
+    /// Lifetime of login tokens.
+    pub session_token_secs: i64,
+    /// Lifetime of download links.
+    pub download_link_secs: i64,
+    /// Largest accepted artifact.
+    pub max_artifact_bytes: u64,
+    /// Largest JSON body.
+    pub max_json_bytes: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            public_url: None,
+            device_token_secs: 7 * 24 * 3600,
+            session_token_secs: 7 * 24 * 3600,
+            download_link_secs: 24 * 3600,
+            max_artifact_bytes: 10 << 30,
+            max_json_bytes: 1 << 20,
+        }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// Metadata.
+    pub store: Arc<dyn Store>,
+    /// Artifact files.
+    pub blobs: Blobs,
+    /// Token and URL keys.
+    pub keys: Arc<Keys>,
+    /// Settings.
+    pub settings: Arc<Settings>,
+    /// Prometheus exposition.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "aloft-server", description = "Mender-compatible device and management APIs of aloft"),
+    modifiers(&Security),
+    components(schemas(aloft_api::management::ErrorBody))
+)]
+struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let comps = openapi.components.get_or_insert_with(Default::default);
+        comps.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+        comps.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
+        );
+    }
+}
+
+/// The whole application: routes, `OpenAPI` document and middleware.
+pub fn app(state: AppState) -> Router {
+    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(device::routes())
+        .merge(useradm::routes())
+        .merge(devauth::routes())
+        .merge(inventory::routes())
+        .merge(artifacts::routes(&state.settings))
+        .merge(deployments::routes())
+        .merge(ops::routes())
+        .split_for_parts();
+    let doc = Arc::new(doc);
+    router
+        .route(
+            "/api/openapi.json",
+            axum::routing::get(move || {
+                let doc = doc.clone();
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
+        )
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(axum::extract::DefaultBodyLimit::max(state.settings.max_json_bytes))
+        .layer(axum::middleware::from_fn(observe))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            ApiError::internal("a handler panicked").into_response()
+        }))
+        .with_state(state)
+}
+
+/// Request id, access log and metrics around every request.
+async fn observe(req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get("x-men-requestid")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let method = req.method().clone();
+    let start = Instant::now();
+    let span = tracing::info_span!("request", request.id = %id, http.method = %method, http.route = %route);
+    let mut resp = REQUEST_ID
+        .scope(id.clone(), tracing::Instrument::instrument(next.run(req), span.clone()))
+        .await;
+    let elapsed = start.elapsed();
+    let status = resp.status().as_u16();
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-men-requestid", v);
+    }
+    let labels = [
+        ("method", method.to_string()),
+        ("route", route.clone()),
+        ("status", status.to_string()),
+    ];
+    metrics::counter!("aloft_http_requests_total", &labels).increment(1);
+    metrics::histogram!("aloft_http_request_duration_seconds", &labels[..2]).record(elapsed.as_secs_f64());
+    let _g = span.enter();
+    if status >= 500 {
+        tracing::error!(http.status = status, duration_ms = elapsed.as_millis(), "request failed");
+    } else {
+        tracing::debug!(http.status = status, duration_ms = elapsed.as_millis(), "request served");
+    }
+    resp
+}
+
+/// A JSON body, with Mender-style errors (400 malformed, 415 wrong type, 413 too large).
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::Json(v) = axum::Json::<T>::from_request(req, state).await?;
+        Ok(Self(v))
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    if let Some(v) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        let (scheme, token) = v.trim().split_once(' ')?;
+        if scheme.eq_ignore_ascii_case("bearer") {
+            let t = token.trim();
+            return (!t.is_empty()).then(|| t.to_owned());
+        }
+        return None;
+    }
+    // The web UI sends the token as a cookie named JWT.
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix("JWT=").map(str::to_owned))
+}
+
+/// An authenticated device (device API).
+pub struct DeviceAuth {
+    /// Device id.
+    pub device_id: String,
+}
+
+impl FromRequestParts<AppState> for DeviceAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(&parts.headers).ok_or_else(|| ApiError::unauthorized("missing device token"))?;
+        let claims = state.keys.verify(&token, AUD_DEVICE).map_err(ApiError::unauthorized)?;
+        let now = crate::time::now_us();
+        match state.store.use_token(&claims.jti, now).await? {
+            Some(t) if t.kind == TokenKind::Device && t.subject == claims.sub => {}
+            _ => return Err(ApiError::unauthorized("token revoked")),
+        }
+        Ok(Self { device_id: claims.sub })
+    }
+}
+
+/// An authenticated user (management API).
+pub struct UserAuth {
+    /// User id.
+    pub user_id: String,
+    /// The token's id (logout revokes it).
+    pub jti: String,
+}
+
+impl FromRequestParts<AppState> for UserAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(&parts.headers).ok_or_else(|| ApiError::unauthorized("missing token"))?;
+        let claims = state.keys.verify(&token, AUD_MANAGEMENT).map_err(ApiError::unauthorized)?;
+        let now = crate::time::now_us();
+        match state.store.use_token(&claims.jti, now).await? {
+            Some(t) if matches!(t.kind, TokenKind::Session | TokenKind::Pat) && t.subject == claims.sub => {}
+            _ => return Err(ApiError::unauthorized("token revoked")),
+        }
+        Ok(Self {
+            user_id: claims.sub,
+            jti: claims.jti,
+        })
+    }
+}
+
+/// `page` and `per_page`, validated as Mender does.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    /// 1-based page.
+    pub page: u64,
+    /// Page size.
+    pub per_page: u64,
+}
+
+impl Page {
+    /// Parses the two parameters from optional strings.
+    pub fn parse(page: Option<&str>, per_page: Option<&str>, max: u64) -> ApiResult<Self> {
+        let num = |name: &str, v: Option<&str>, default: u64, max: u64| -> ApiResult<u64> {
+            match v {
+                None => Ok(default),
+                Some(s) => match s.parse::<u64>() {
+                    Ok(n) if n >= 1 && n <= max => Ok(n),
+                    _ => Err(ApiError::bad_request(format!("invalid {name} value: {s:?}"))),
+                },
+            }
+        };
+        Ok(Self {
+            page: num("page", page, 1, u64::MAX / 1024)?,
+            per_page: num("per_page", per_page, 20, max)?,
+        })
+    }
+
+    /// The `Link` header value for a list at `path` with `query` (without page parameters).
+    pub fn link(&self, path: &str, query: &[(String, String)], has_next: bool) -> String {
+        let url = |p: u64| {
+            let mut q: Vec<String> = query
+                .iter()
+                .filter(|(k, _)| k != "page" && k != "per_page")
+                .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
+                .collect();
+            q.push(format!("page={p}"));
+            q.push(format!("per_page={}", self.per_page));
+            format!("<{path}?{}>", q.join("&"))
+        };
+        let mut parts = vec![format!("{}; rel=\"first\"", url(1))];
+        if self.page > 1 {
+            parts.push(format!("{}; rel=\"prev\"", url(self.page - 1)));
+        }
+        if has_next {
+            parts.push(format!("{}; rel=\"next\"", url(self.page + 1)));
+        }
+        parts.join(", ")
+    }
+}
+
+/// Percent-encodes a query component.
+pub fn urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// A 201 with an empty body and a `Location`.
+pub fn created(location: &str) -> Response {
+    let mut r = StatusCode::CREATED.into_response();
+    if let Ok(v) = HeaderValue::from_str(location) {
+        r.headers_mut().insert(axum::http::header::LOCATION, v);
+    }
+    r
+}
+
+/// JSON with `X-Total-Count` and optionally `Link`.
+pub fn paged<T: serde::Serialize>(items: &T, total: u64, link: Option<String>) -> Response {
+    let mut r = axum::Json(items).into_response();
+    r.headers_mut().insert("x-total-count", HeaderValue::from(total));
+    if let Some(l) = link.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        r.headers_mut().insert(axum::http::header::LINK, l);
+    }
+    r
+}
+
+/// Checks that a path id is a UUID (the deployments service insists).
+pub fn check_uuid(id: &str) -> ApiResult<()> {
+    uuid::Uuid::parse_str(id)
+        .map(|_| ())
+        .map_err(|_| ApiError::bad_request("ID is not a valid UUID"))
+}
+
+/// Every query pair, in order (for filters and `Link` headers).
+pub fn query_pairs(uri: &axum::http::Uri) -> Vec<(String, String)> {
+    uri.query().map_or_else(Vec::new, |q| {
+        q.split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                (percent_decode(k), percent_decode(v))
+            })
+            .collect()
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The first value of a query parameter.
+pub fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_are_validated() {
+        assert!(Page::parse(Some("0"), None, 500).is_err());
+        assert!(Page::parse(None, Some("501"), 500).is_err());
+        assert!(Page::parse(Some("x"), None, 500).is_err());
+        let p = Page::parse(Some("2"), Some("5"), 500).unwrap();
+        assert_eq!((p.page, p.per_page), (2, 5));
+        let link = p.link("/a", &[("tags/site".into(), "oslo".into())], true);
+        assert!(link.contains("</a?tags/site=oslo&page=1&per_page=5>; rel=\"first\""), "{link}");
+        assert!(link.contains("rel=\"prev\"") && link.contains("page=3"));
+    }
+
+    #[test]
+    fn query_decoding() {
+        let uri: axum::http::Uri = "/x?a=1&b=%41%2&c=d+e&f".parse().unwrap();
+        let q = query_pairs(&uri);
+        assert_eq!(q[1], ("b".into(), "A%2".into()));
+        assert_eq!(q[2], ("c".into(), "d e".into()));
+        assert_eq!(q[3], ("f".into(), String::new()));
+    }
+}

@@ -1,0 +1,16 @@
+//! `aloft-server`: device admission, inventory, artifacts and deployments behind Mender's device
+//! and management APIs, on embedded `SQLite` and local files, over TLS.
+//!
+//! The map: [`server`] starts everything; [`http`] holds one module per resource with thin
+//! handlers; [`store`] is the metadata behind the [`store::Store`] trait; [`blobs`] keeps
+//! artifact files; [`auth`] issues and checks every credential.
+
+pub mod auth;
+pub mod blobs;
+pub mod error;
+pub mod files;
+pub mod http;
+pub mod server;
+pub mod store;
+pub mod time;
+pub mod tls;

@@ -1,0 +1,156 @@
+//! `aloft-server`: the command line over the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use aloft_server::http::Settings;
+use aloft_server::server::{self, ServeOptions};
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+/// The aloft update server.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the device and management APIs over HTTPS.
+    Serve {
+        /// Data folder (database, artifacts, keys, generated certificate).
+        #[arg(long, env = "ALOFT_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Address to listen on.
+        #[arg(long, default_value = "0.0.0.0:8443", env = "ALOFT_LISTEN")]
+        listen: SocketAddr,
+        /// URL devices reach this server at (used in download links); default: the Host the
+        /// request came to.
+        #[arg(long, env = "ALOFT_PUBLIC_URL")]
+        public_url: Option<String>,
+        /// TLS certificate chain (PEM); without it a self-signed one is made in the data folder.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// TLS private key (PEM).
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Log as JSON lines (default on when stderr is not a terminal).
+        #[arg(long)]
+        log_json: Option<bool>,
+    },
+    /// Apply database migrations and exit.
+    Migrate {
+        /// Data folder.
+        #[arg(long, env = "ALOFT_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+    /// Manage users offline.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user.
+    Create {
+        /// Data folder.
+        #[arg(long, env = "ALOFT_DATA_DIR")]
+        data_dir: PathBuf,
+        /// E-mail (the login name).
+        #[arg(long)]
+        email: String,
+        /// Password (at least 8 characters); read from `ALOFT_PASSWORD` when absent.
+        #[arg(long, env = "ALOFT_PASSWORD", hide_env_values = true)]
+        password: String,
+    },
+}
+
+fn init_logging(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("ALOFT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().flatten_event(true).with_current_span(true).init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("aloft-server: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve {
+            data_dir,
+            listen,
+            public_url,
+            tls_cert,
+            tls_key,
+            log_json,
+        } => {
+            use std::io::IsTerminal as _;
+            init_logging(log_json.unwrap_or(!std::io::stderr().is_terminal()));
+            let running = server::start(
+                ServeOptions {
+                    data_dir,
+                    listen,
+                    public_url,
+                    tls_cert,
+                    tls_key,
+                },
+                Settings::default(),
+            )
+            .await?;
+            eprintln!(
+                "aloft-server: serving https://{} (certificate {}, SHA-256 {})",
+                running.addr,
+                running.cert.display(),
+                aloft_server::tls::fingerprint(&running.cert)?
+            );
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            running.shutdown().await?;
+            Ok(())
+        }
+        Command::Migrate { data_dir } => {
+            server::open_store(&data_dir).await?;
+            eprintln!("aloft-server: database in {} is up to date", data_dir.display());
+            Ok(())
+        }
+        Command::User {
+            command: UserCommand::Create { data_dir, email, password },
+        } => {
+            let store = server::open_store(&data_dir).await?;
+            let user = aloft_server::http::useradm::create_user_row(&store, &email, &password)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.message))
+                .context("creating the user")?;
+            eprintln!("aloft-server: created user {} ({})", user.email, user.id);
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}
