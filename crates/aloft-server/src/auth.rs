@@ -39,10 +39,18 @@ pub struct Claims {
     /// Expiry (seconds); far in the future for tokens that never expire.
     pub exp: i64,
     /// Mender's marker of device tokens.
-    #[serde(rename = "mender.device", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "mender.device",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub device: Option<bool>,
     /// Mender's marker of user tokens.
-    #[serde(rename = "mender.user", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "mender.user",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub user: Option<bool>,
 }
 
@@ -241,12 +249,19 @@ mod tests {
         let k = keys();
         let t = k.issue(&claims(AUD_MANAGEMENT, 60)).unwrap();
         assert!(k.verify(&t, AUD_MANAGEMENT).is_ok());
-        assert_eq!(k.verify(&t, AUD_DEVICE).unwrap_err(), "token not valid for this API");
+        assert_eq!(
+            k.verify(&t, AUD_DEVICE).unwrap_err(),
+            "token not valid for this API"
+        );
         let old = k.issue(&claims(AUD_MANAGEMENT, -10)).unwrap();
         assert_eq!(k.verify(&old, AUD_MANAGEMENT).unwrap_err(), "token expired");
-        let other = Keys::from_signing_key(&ed25519_dalek::SigningKey::from_bytes(&[8; 32]), vec![])
-            .unwrap();
-        assert_eq!(other.verify(&t, AUD_MANAGEMENT).unwrap_err(), "invalid token");
+        let other =
+            Keys::from_signing_key(&ed25519_dalek::SigningKey::from_bytes(&[8; 32]), vec![])
+                .unwrap();
+        assert_eq!(
+            other.verify(&t, AUD_MANAGEMENT).unwrap_err(),
+            "invalid token"
+        );
     }
 
     #[test]

@@ -6,8 +6,8 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::stream::BoxStream;
 use futures::StreamExt as _;
+use futures::stream::BoxStream;
 use object_store::path::Path as StorePath;
 use object_store::{GetOptions, GetRange, ObjectStore, WriteMultipart};
 

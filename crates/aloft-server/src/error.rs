@@ -114,7 +114,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let id = request_id();
         let mut body = json!({"error": self.message, "request_id": id});
-        if let (Some(serde_json::Value::Object(extra)), Some(obj)) = (self.extra, body.as_object_mut()) {
+        if let (Some(serde_json::Value::Object(extra)), Some(obj)) =
+            (self.extra, body.as_object_mut())
+        {
             obj.extend(extra);
         }
         let mut resp = (self.status, axum::Json(body)).into_response();

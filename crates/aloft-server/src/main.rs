@@ -72,9 +72,15 @@ enum UserCommand {
 fn init_logging(json: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("ALOFT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
-        builder.json().flatten_event(true).with_current_span(true).init();
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init();
     } else {
         builder.init();
     }
@@ -128,11 +134,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Migrate { data_dir } => {
             server::open_store(&data_dir).await?;
-            eprintln!("aloft-server: database in {} is up to date", data_dir.display());
+            eprintln!(
+                "aloft-server: database in {} is up to date",
+                data_dir.display()
+            );
             Ok(())
         }
         Command::User {
-            command: UserCommand::Create { data_dir, email, password },
+            command:
+                UserCommand::Create {
+                    data_dir,
+                    email,
+                    password,
+                },
         } => {
             let store = server::open_store(&data_dir).await?;
             let user = aloft_server::http::useradm::create_user_row(&store, &email, &password)

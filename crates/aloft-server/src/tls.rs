@@ -40,11 +40,16 @@ pub fn ensure(
     let cert_path = dir.join("server.crt");
     let key_path = dir.join("server.key");
     if !(cert_path.exists() && key_path.exists()) {
-        let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+        let mut names = vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+            "::1".to_owned(),
+        ];
         if let Some(host) = public_url.and_then(host_of)
-            && !names.contains(&host) {
-                names.push(host);
-            }
+            && !names.contains(&host)
+        {
+            names.push(host);
+        }
         let certified = rcgen::generate_simple_self_signed(names)
             .context("generating a self-signed certificate")?;
         crate::files::write_private(&key_path, certified.signing_key.serialize_pem().as_bytes())?;
@@ -84,7 +89,10 @@ fn host_of(url: &str) -> Option<String> {
 mod tests {
     #[test]
     fn host_of_urls() {
-        assert_eq!(super::host_of("https://ota.example.com:8443/x").as_deref(), Some("ota.example.com"));
+        assert_eq!(
+            super::host_of("https://ota.example.com:8443/x").as_deref(),
+            Some("ota.example.com")
+        );
         assert_eq!(super::host_of("https://[::1]:8443").as_deref(), Some("::1"));
         assert_eq!(super::host_of("10.0.0.1").as_deref(), Some("10.0.0.1"));
     }

@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use std::io::Read;
 
 use aloft_api::management::{
-    Artifact, ArtifactFormat, ArtifactUpdate, DownloadLink, ErrorBody, ReleaseV1, TypeInfo, Update, UpdateFile,
+    Artifact, ArtifactFormat, ArtifactUpdate, DownloadLink, ErrorBody, ReleaseV1, TypeInfo, Update,
+    UpdateFile,
 };
 use aloft_artifact::{ArtifactReader, ReadOptions, SignatureState};
 use axum::body::Bytes;
@@ -18,18 +19,21 @@ use axum::extract::multipart::{Field, MultipartRejection};
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{check_uuid, created, param, paged, query_pairs, ApiJson, AppState, Page, Settings, UserAuth};
+use super::{
+    ApiJson, AppState, Page, Settings, UserAuth, check_uuid, created, paged, param, query_pairs,
+};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{ArtifactQuery, ArtifactRow, StoreError};
 use crate::time::{now_us, rfc3339};
 
 pub(super) fn routes(settings: &Settings) -> OpenApiRouter<AppState> {
-    let limit = usize::try_from(settings.max_artifact_bytes.saturating_add(1 << 20)).unwrap_or(usize::MAX);
+    let limit =
+        usize::try_from(settings.max_artifact_bytes.saturating_add(1 << 20)).unwrap_or(usize::MAX);
     OpenApiRouter::new()
         .routes(routes!(upload, list_all))
         .layer(DefaultBodyLimit::max(limit))
@@ -50,7 +54,10 @@ pub(crate) fn artifact_json(a: &ArtifactRow) -> Artifact {
         name: a.name.clone(),
         description: a.description.clone(),
         device_types_compatible: a.device_types.clone(),
-        info: ArtifactFormat { format: "mender".into(), version: a.format_version },
+        info: ArtifactFormat {
+            format: "mender".into(),
+            version: a.format_version,
+        },
         signed: a.signed,
         updates,
         artifact_provides: a.provides.clone(),
@@ -88,7 +95,8 @@ impl Read for ChannelReader {
 
 /// Validates an artifact (checksums, signature structure, header) and describes it.
 fn check_artifact<R: Read + Send>(reader: R, now: i64) -> Result<ArtifactRow, String> {
-    let rd = ArtifactReader::open(reader, &ReadOptions::default()).map_err(|e| aloft_artifact::error_chain(&e))?;
+    let rd = ArtifactReader::open(reader, &ReadOptions::default())
+        .map_err(|e| aloft_artifact::error_chain(&e))?;
     let info = rd.info().clone();
     let summary = rd.validate().map_err(|e| aloft_artifact::error_chain(&e))?;
     let mut depends: BTreeMap<String, Value> = BTreeMap::new();
@@ -108,7 +116,9 @@ fn check_artifact<R: Read + Send>(reader: R, now: i64) -> Result<ArtifactRow, St
         }
         clears.extend(p.type_info.clears.clone().unwrap_or_default());
         updates.push(Update {
-            type_info: TypeInfo { kind: p.payload_type.as_str().map(str::to_owned) },
+            type_info: TypeInfo {
+                kind: p.payload_type.as_str().map(str::to_owned),
+            },
             meta_data: p.meta_data.clone().map_or_else(|| json!({}), Value::Object),
             files: summary
                 .files
@@ -124,28 +134,39 @@ fn check_artifact<R: Read + Send>(reader: R, now: i64) -> Result<ArtifactRow, St
         });
     }
     Ok(ArtifactRow {
-            id: String::new(),
-            name: info.name.clone(),
-            description: String::new(),
-            device_types: info.device_types.clone(),
-            depends,
-            provides: info.provides(),
-            clears,
-            updates: serde_json::to_value(&updates).unwrap_or(Value::Null),
-            format_version: info.format_version,
-            signed: info.signature != SignatureState::Unsigned,
-            size: summary.artifact_size,
-            sha256: String::new(),
-            modified: now,
+        id: String::new(),
+        name: info.name.clone(),
+        description: String::new(),
+        device_types: info.device_types.clone(),
+        depends,
+        provides: info.provides(),
+        clears,
+        updates: serde_json::to_value(&updates).unwrap_or(Value::Null),
+        format_version: info.format_version,
+        signed: info.signature != SignatureState::Unsigned,
+        size: summary.artifact_size,
+        sha256: String::new(),
+        modified: now,
     })
 }
 
 /// Streams the `artifact` part to storage while validating it; returns the stored row.
-async fn ingest(st: &AppState, mut field: Field<'_>, declared_size: Option<u64>, description: String, id: Option<String>) -> ApiResult<ArtifactRow> {
+async fn ingest(
+    st: &AppState,
+    mut field: Field<'_>,
+    declared_size: Option<u64>,
+    description: String,
+    id: Option<String>,
+) -> ApiResult<ArtifactRow> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
     let now = now_us();
     let validator = tokio::task::spawn_blocking(move || {
-        let mut reader = ChannelReader { rx, current: Bytes::new(), sha: Sha256::new(), total: 0 };
+        let mut reader = ChannelReader {
+            rx,
+            current: Bytes::new(),
+            sha: Sha256::new(),
+            total: 0,
+        };
         let result = check_artifact(&mut reader, now);
         // Read whatever follows the last member (tar padding), so the digest covers the file.
         let _ = std::io::copy(&mut reader, &mut std::io::sink());
@@ -160,7 +181,10 @@ async fn ingest(st: &AppState, mut field: Field<'_>, declared_size: Option<u64>,
             Ok(Some(chunk)) => {
                 received += chunk.len() as u64;
                 if received > max {
-                    failure = Some(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("artifact larger than {max} bytes")));
+                    failure = Some(ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!("artifact larger than {max} bytes"),
+                    ));
                     break;
                 }
                 if let Err(e) = st.blobs.write(&mut upload, &chunk).await {
@@ -173,7 +197,10 @@ async fn ingest(st: &AppState, mut field: Field<'_>, declared_size: Option<u64>,
             }
             Ok(None) => break,
             Err(e) => {
-                failure = Some(ApiError::bad_request(format!("upload interrupted: {}", e.body_text())));
+                failure = Some(ApiError::bad_request(format!(
+                    "upload interrupted: {}",
+                    e.body_text()
+                )));
                 break;
             }
         }
@@ -183,11 +210,15 @@ async fn ingest(st: &AppState, mut field: Field<'_>, declared_size: Option<u64>,
     let outcome = match (failure, result) {
         (Some(e), _) => Err(e),
         (None, Err(msg)) => Err(ApiError::bad_request(format!("invalid artifact: {msg}"))),
-        (None, Ok(_)) if declared_size.is_some_and(|s| s != received) => Err(ApiError::bad_request(format!(
-            "the artifact has {received} bytes, the size part said {}",
-            declared_size.unwrap_or_default()
-        ))),
-        (None, Ok(_)) if validated_bytes != received => Err(ApiError::bad_request("the artifact has data after its end")),
+        (None, Ok(_)) if declared_size.is_some_and(|s| s != received) => {
+            Err(ApiError::bad_request(format!(
+                "the artifact has {received} bytes, the size part said {}",
+                declared_size.unwrap_or_default()
+            )))
+        }
+        (None, Ok(_)) if validated_bytes != received => {
+            Err(ApiError::bad_request("the artifact has data after its end"))
+        }
         (None, Ok(mut row)) => {
             row.id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
             row.description = description;
@@ -203,12 +234,22 @@ async fn ingest(st: &AppState, mut field: Field<'_>, declared_size: Option<u64>,
             return Err(e);
         }
     };
-    st.blobs.commit(upload, &row.sha256).await.map_err(ApiError::internal)?;
+    st.blobs
+        .commit(upload, &row.sha256)
+        .await
+        .map_err(ApiError::internal)?;
     match st.store.insert_artifact(&row).await {
         Ok(()) => Ok(row),
         Err(e) => {
             // The blob may be shared with an artifact of the same content: delete only if not.
-            let (others, _) = st.store.artifacts(&ArtifactQuery { page: 0, ..ArtifactQuery::default() }).await.unwrap_or_default();
+            let (others, _) = st
+                .store
+                .artifacts(&ArtifactQuery {
+                    page: 0,
+                    ..ArtifactQuery::default()
+                })
+                .await
+                .unwrap_or_default();
             if !others.iter().any(|a| a.sha256 == row.sha256) {
                 let _ = st.blobs.delete(&row.sha256).await;
             }
@@ -232,39 +273,65 @@ async fn ingest(st: &AppState, mut field: Field<'_>, declared_size: Option<u64>,
     responses((status = 201, description = "stored; Location: ./management/v1/deployments/artifacts/<id>"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)))]
-async fn upload(State(st): State<AppState>, _u: UserAuth, mp: Result<Multipart, MultipartRejection>) -> ApiResult<Response> {
-    let mut mp = mp.map_err(|e| ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("expected a multipart/form-data body: {}", e.body_text())))?;
+async fn upload(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    mp: Result<Multipart, MultipartRejection>,
+) -> ApiResult<Response> {
+    let mut mp = mp.map_err(|e| {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("expected a multipart/form-data body: {}", e.body_text()),
+        )
+    })?;
     let mut description = String::new();
     let mut size = None;
     let mut id = None;
     loop {
-        let field = mp
-            .next_field()
-            .await
-            .map_err(|e| ApiError::bad_request(format!("malformed multipart body: {}", e.body_text())))?;
+        let field = mp.next_field().await.map_err(|e| {
+            ApiError::bad_request(format!("malformed multipart body: {}", e.body_text()))
+        })?;
         let Some(field) = field else {
             return Err(ApiError::bad_request("the request has no artifact part"));
         };
         match field.name().unwrap_or_default() {
             "size" => {
-                let t = field.text().await.map_err(|e| ApiError::bad_request(e.body_text()))?;
-                size = Some(t.trim().parse::<u64>().map_err(|_| ApiError::bad_request("size must be a number"))?);
+                let t = field
+                    .text()
+                    .await
+                    .map_err(|e| ApiError::bad_request(e.body_text()))?;
+                size = Some(
+                    t.trim()
+                        .parse::<u64>()
+                        .map_err(|_| ApiError::bad_request("size must be a number"))?,
+                );
             }
             "description" => {
-                description = field.text().await.map_err(|e| ApiError::bad_request(e.body_text()))?;
+                description = field
+                    .text()
+                    .await
+                    .map_err(|e| ApiError::bad_request(e.body_text()))?;
                 if description.len() > 4096 {
-                    return Err(ApiError::bad_request("description longer than 4096 characters"));
+                    return Err(ApiError::bad_request(
+                        "description longer than 4096 characters",
+                    ));
                 }
             }
             "artifact_id" => {
-                let t = field.text().await.map_err(|e| ApiError::bad_request(e.body_text()))?;
+                let t = field
+                    .text()
+                    .await
+                    .map_err(|e| ApiError::bad_request(e.body_text()))?;
                 check_uuid(t.trim())?;
                 id = Some(t.trim().to_lowercase());
             }
             "artifact" => {
                 let row = ingest(&st, field, size, description, id).await?;
                 tracing::info!(artifact.id = %row.id, artifact.name = %row.name, size_bytes = row.size, "artifact uploaded");
-                return Ok(created(&format!("./management/v1/deployments/artifacts/{}", row.id)));
+                return Ok(created(&format!(
+                    "./management/v1/deployments/artifacts/{}",
+                    row.id
+                )));
             }
             _ => {}
         }
@@ -293,7 +360,11 @@ fn artifact_query(q: &[(String, String)]) -> ApiResult<ArtifactQuery> {
 #[utoipa::path(get, path = "/api/management/v1/deployments/artifacts", tag = "artifacts", security(("bearer" = [])),
     params(("name" = Option<String>, Query), ("description" = Option<String>, Query), ("device_type" = Option<String>, Query)),
     responses((status = 200, body = Vec<Artifact>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
-async fn list_all(State(st): State<AppState>, _u: UserAuth, uri: Uri) -> ApiResult<axum::Json<Vec<Artifact>>> {
+async fn list_all(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    uri: Uri,
+) -> ApiResult<axum::Json<Vec<Artifact>>> {
     let q = query_pairs(&uri);
     let (rows, _) = st.store.artifacts(&artifact_query(&q)?).await?;
     Ok(axum::Json(rows.iter().map(artifact_json).collect()))
@@ -313,12 +384,19 @@ async fn list_paged(State(st): State<AppState>, _u: UserAuth, uri: Uri) -> ApiRe
     let (rows, total) = st.store.artifacts(&query).await?;
     let items: Vec<Artifact> = rows.iter().map(artifact_json).collect();
     let has_next = page.page.saturating_mul(page.per_page) < total;
-    Ok(paged(&items, total, Some(page.link(uri.path(), &q, has_next))))
+    Ok(paged(
+        &items,
+        total,
+        Some(page.link(uri.path(), &q, has_next)),
+    ))
 }
 
 async fn find(st: &AppState, id: &str) -> ApiResult<ArtifactRow> {
     check_uuid(id)?;
-    st.store.artifact(id).await?.ok_or_else(|| ApiError::not_found("artifact not found"))
+    st.store
+        .artifact(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("artifact not found"))
 }
 
 /// One artifact.
@@ -326,7 +404,11 @@ async fn find(st: &AppState, id: &str) -> ApiResult<ArtifactRow> {
     params(("id" = String, Path)),
     responses((status = 200, body = Artifact), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
-async fn get_artifact(State(st): State<AppState>, _u: UserAuth, Path(id): Path<String>) -> ApiResult<axum::Json<Artifact>> {
+async fn get_artifact(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Artifact>> {
     Ok(axum::Json(artifact_json(&find(&st, &id).await?)))
 }
 
@@ -335,12 +417,21 @@ async fn get_artifact(State(st): State<AppState>, _u: UserAuth, Path(id): Path<S
     params(("id" = String, Path)), request_body = ArtifactUpdate,
     responses((status = 204, description = "changed"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn update_artifact(State(st): State<AppState>, _u: UserAuth, Path(id): Path<String>, ApiJson(b): ApiJson<ArtifactUpdate>) -> ApiResult<StatusCode> {
+async fn update_artifact(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<ArtifactUpdate>,
+) -> ApiResult<StatusCode> {
     check_uuid(&id)?;
     if b.description.len() > 4096 {
-        return Err(ApiError::bad_request("description longer than 4096 characters"));
+        return Err(ApiError::bad_request(
+            "description longer than 4096 characters",
+        ));
     }
-    st.store.set_artifact_description(&id, &b.description).await?;
+    st.store
+        .set_artifact_description(&id, &b.description)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -349,11 +440,18 @@ async fn update_artifact(State(st): State<AppState>, _u: UserAuth, Path(id): Pat
     params(("id" = String, Path)),
     responses((status = 204, description = "deleted"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn delete_artifact(State(st): State<AppState>, _u: UserAuth, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn delete_artifact(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     let a = find(&st, &id).await?;
     let shared = st.store.delete_artifact(&id).await?;
     if !shared {
-        st.blobs.delete(&a.sha256).await.map_err(ApiError::internal)?;
+        st.blobs
+            .delete(&a.sha256)
+            .await
+            .map_err(ApiError::internal)?;
     }
     tracing::info!(artifact.id = %id, "artifact deleted");
     Ok(StatusCode::NO_CONTENT)
@@ -364,7 +462,12 @@ async fn delete_artifact(State(st): State<AppState>, _u: UserAuth, Path(id): Pat
     security(("bearer" = [])), params(("id" = String, Path)),
     responses((status = 200, body = DownloadLink), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
-async fn download_link(State(st): State<AppState>, _u: UserAuth, Path(id): Path<String>, headers: HeaderMap) -> ApiResult<axum::Json<DownloadLink>> {
+async fn download_link(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<axum::Json<DownloadLink>> {
     let a = find(&st, &id).await?;
     let host = super::device::request_host(&headers);
     let (uri, expire) = super::device::download_link(&st, &a.id, host.as_deref());
@@ -380,10 +483,23 @@ struct StorageLimit {
 /// Storage use (no limit).
 #[utoipa::path(get, path = "/api/management/v1/deployments/limits/storage", tag = "artifacts", security(("bearer" = [])),
     responses((status = 200, body = StorageLimit), (status = 401, body = ErrorBody)))]
-async fn storage_limits(State(st): State<AppState>, _u: UserAuth) -> ApiResult<axum::Json<StorageLimit>> {
-    let (rows, _) = st.store.artifacts(&ArtifactQuery { page: 0, ..ArtifactQuery::default() }).await?;
+async fn storage_limits(
+    State(st): State<AppState>,
+    _u: UserAuth,
+) -> ApiResult<axum::Json<StorageLimit>> {
+    let (rows, _) = st
+        .store
+        .artifacts(&ArtifactQuery {
+            page: 0,
+            ..ArtifactQuery::default()
+        })
+        .await?;
     let mut seen = std::collections::BTreeSet::new();
-    let usage = rows.iter().filter(|a| seen.insert(a.sha256.clone())).map(|a| a.size).sum();
+    let usage = rows
+        .iter()
+        .filter(|a| seen.insert(a.sha256.clone()))
+        .map(|a| a.size)
+        .sum();
     Ok(axum::Json(StorageLimit { limit: 0, usage }))
 }
 
@@ -401,7 +517,10 @@ async fn releases(st: &AppState, q: &[(String, String)]) -> ApiResult<Vec<Releas
         .into_iter()
         .filter(|(n, _)| name.is_none_or(|want| n.contains(want)))
         .filter(|(_, arts)| {
-            update_type.is_none_or(|t| arts.iter().any(|a| a.updates.to_string().contains(&format!("\"type\":\"{t}\""))))
+            update_type.is_none_or(|t| {
+                arts.iter()
+                    .any(|a| a.updates.to_string().contains(&format!("\"type\":\"{t}\"")))
+            })
         })
         .map(|(n, arts)| ReleaseV1 {
             name: n,
@@ -427,13 +546,23 @@ async fn releases(st: &AppState, q: &[(String, String)]) -> ApiResult<Vec<Releas
 #[utoipa::path(get, path = "/api/management/v1/deployments/deployments/releases", tag = "releases", security(("bearer" = [])),
     params(("name" = Option<String>, Query), ("device_type" = Option<String>, Query)),
     responses((status = 200, body = Vec<ReleaseV1>), (status = 401, body = ErrorBody)))]
-async fn releases_v1(State(st): State<AppState>, _u: UserAuth, uri: Uri) -> ApiResult<axum::Json<Vec<ReleaseV1>>> {
+async fn releases_v1(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    uri: Uri,
+) -> ApiResult<axum::Json<Vec<ReleaseV1>>> {
     Ok(axum::Json(releases(&st, &query_pairs(&uri)).await?))
 }
 
 fn page_of<T: Clone>(items: &[T], page: super::Page) -> Vec<T> {
-    let start = usize::try_from((page.page - 1).saturating_mul(page.per_page)).unwrap_or(usize::MAX);
-    items.iter().skip(start).take(usize::try_from(page.per_page).unwrap_or(usize::MAX)).cloned().collect()
+    let start =
+        usize::try_from((page.page - 1).saturating_mul(page.per_page)).unwrap_or(usize::MAX);
+    items
+        .iter()
+        .skip(start)
+        .take(usize::try_from(page.per_page).unwrap_or(usize::MAX))
+        .cloned()
+        .collect()
 }
 
 /// Releases, paged.
@@ -441,13 +570,21 @@ fn page_of<T: Clone>(items: &[T], page: super::Page) -> Vec<T> {
     params(("name" = Option<String>, Query), ("device_type" = Option<String>, Query), ("update_type" = Option<String>, Query),
         ("sort" = Option<String>, Query), ("page" = Option<u64>, Query), ("per_page" = Option<u64>, Query)),
     responses((status = 200, body = Vec<ReleaseV1>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
-async fn releases_v1_list(State(st): State<AppState>, _u: UserAuth, uri: Uri) -> ApiResult<Response> {
+async fn releases_v1_list(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    uri: Uri,
+) -> ApiResult<Response> {
     let q = query_pairs(&uri);
     let page = Page::parse(param(&q, "page"), param(&q, "per_page"), 500)?;
     let all = releases(&st, &q).await?;
     let total = all.len() as u64;
     let has_next = page.page.saturating_mul(page.per_page) < total;
-    Ok(paged(&page_of(&all, page), total, Some(page.link(uri.path(), &q, has_next))))
+    Ok(paged(
+        &page_of(&all, page),
+        total,
+        Some(page.link(uri.path(), &q, has_next)),
+    ))
 }
 
 /// Releases with lower-case keys (v2).
@@ -465,5 +602,9 @@ async fn releases_v2(State(st): State<AppState>, _u: UserAuth, uri: Uri) -> ApiR
         .map(|r| json!({"name": r.name, "modified": r.modified, "artifacts": r.artifacts, "artifacts_count": r.artifacts_count, "tags": r.tags, "notes": r.notes}))
         .collect();
     let has_next = page.page.saturating_mul(page.per_page) < total;
-    Ok(paged(&items, total, Some(page.link(uri.path(), &q, has_next))))
+    Ok(paged(
+        &items,
+        total,
+        Some(page.link(uri.path(), &q, has_next)),
+    ))
 }

@@ -3,11 +3,11 @@
 use std::collections::BTreeMap;
 
 use aloft_api::management::{
-    Deployment, DeploymentStatistics, DeviceDeployment, DeviceHistoryEntry, ErrorBody, NewDeployment, NewGroupDeployment,
-    StatusBody,
+    Deployment, DeploymentStatistics, DeviceDeployment, DeviceHistoryEntry, ErrorBody,
+    NewDeployment, NewGroupDeployment, StatusBody,
 };
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode, Uri};
+use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -15,7 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::artifacts::artifact_json;
-use super::{check_uuid, created, param, paged, query_pairs, ApiJson, AppState, Page, UserAuth};
+use super::{ApiJson, AppState, Page, UserAuth, check_uuid, created, paged, param, query_pairs};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{DeploymentQuery, DeploymentRow, DeviceDeploymentRow, InventoryQuery};
 use crate::time::{now_us, rfc3339, rfc3339_opt};
@@ -52,14 +52,19 @@ pub(crate) async fn deployment_json(st: &AppState, d: &DeploymentRow) -> ApiResu
         groups: d.groups.clone(),
         artifacts: stats.artifacts,
         force_installation: d.force_installation,
-        statistics: DeploymentStatistics { status: stats.by_status, total_size: stats.total_size },
+        statistics: DeploymentStatistics {
+            status: stats.by_status,
+            total_size: stats.total_size,
+        },
     })
 }
 
 fn check_names(name: &str, artifact: &str) -> ApiResult<()> {
     for (what, v) in [("name", name), ("artifact_name", artifact)] {
         if v.trim().is_empty() || v.len() > 4096 {
-            return Err(ApiError::bad_request(format!("{what} must have 1 to 4096 characters")));
+            return Err(ApiError::bad_request(format!(
+                "{what} must have 1 to 4096 characters"
+            )));
         }
     }
     Ok(())
@@ -81,7 +86,15 @@ async fn accepted_devices(st: &AppState, group: Option<String>) -> ApiResult<Vec
     Ok(st.store.search_inventory(&q).await?.0)
 }
 
-async fn insert(st: &AppState, name: String, artifact_name: String, mut devices: Vec<String>, groups: Vec<String>, force: bool, all: bool) -> ApiResult<Response> {
+async fn insert(
+    st: &AppState,
+    name: String,
+    artifact_name: String,
+    mut devices: Vec<String>,
+    groups: Vec<String>,
+    force: bool,
+    all: bool,
+) -> ApiResult<Response> {
     if !st.store.release_exists(&artifact_name).await? {
         return Err(ApiError::unprocessable("No artifact for the deployment"));
     }
@@ -91,7 +104,12 @@ async fn insert(st: &AppState, name: String, artifact_name: String, mut devices:
         return Err(ApiError::bad_request("No devices for the deployment"));
     }
     let mut h = Sha256::new();
-    for part in [name.as_str(), artifact_name.as_str(), if force { "force" } else { "" }, if all { "all" } else { "" }] {
+    for part in [
+        name.as_str(),
+        artifact_name.as_str(),
+        if force { "force" } else { "" },
+        if all { "all" } else { "" },
+    ] {
         h.update(part.as_bytes());
         h.update([0]);
     }
@@ -114,9 +132,14 @@ async fn insert(st: &AppState, name: String, artifact_name: String, mut devices:
         force_installation: force,
         all_devices: all,
     };
-    st.store.create_deployment(&row, &devices, &hex::encode(h.finalize())).await?;
+    st.store
+        .create_deployment(&row, &devices, &hex::encode(h.finalize()))
+        .await?;
     tracing::info!(deployment.id = %row.id, artifact.name = %row.artifact_name, devices = devices.len(), "deployment created");
-    Ok(created(&format!("./management/v1/deployments/deployments/{}", row.id)))
+    Ok(created(&format!(
+        "./management/v1/deployments/deployments/{}",
+        row.id
+    )))
 }
 
 /// Create a deployment for devices, or for every accepted device.
@@ -125,11 +148,19 @@ async fn insert(st: &AppState, name: String, artifact_name: String, mut devices:
     responses((status = 201, description = "created; Location: ./management/v1/deployments/deployments/<id>"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 422, body = ErrorBody)))]
-async fn create(State(st): State<AppState>, _u: UserAuth, ApiJson(b): ApiJson<NewDeployment>) -> ApiResult<Response> {
+async fn create(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    ApiJson(b): ApiJson<NewDeployment>,
+) -> ApiResult<Response> {
     check_names(&b.name, &b.artifact_name)?;
     let all = b.all_devices.unwrap_or(false);
     let devices = match (b.devices, all) {
-        (Some(_), true) => return Err(ApiError::bad_request("give either devices or all_devices, not both")),
+        (Some(_), true) => {
+            return Err(ApiError::bad_request(
+                "give either devices or all_devices, not both",
+            ));
+        }
         (None, false) => return Err(ApiError::bad_request("give devices or all_devices")),
         (Some(list), false) => {
             if list.len() > 100_000 || list.iter().any(|d| d.is_empty() || d.len() > 128) {
@@ -141,10 +172,20 @@ async fn create(State(st): State<AppState>, _u: UserAuth, ApiJson(b): ApiJson<Ne
     };
     let mut groups = Vec::new();
     if devices.len() == 1
-        && let Some(g) = st.store.device(&devices[0]).await?.and_then(|d| d.group) {
-            groups.push(g);
-        }
-    insert(&st, b.name, b.artifact_name, devices, groups, b.force_installation.unwrap_or(false), all).await
+        && let Some(g) = st.store.device(&devices[0]).await?.and_then(|d| d.group)
+    {
+        groups.push(g);
+    }
+    insert(
+        &st,
+        b.name,
+        b.artifact_name,
+        devices,
+        groups,
+        b.force_installation.unwrap_or(false),
+        all,
+    )
+    .await
 }
 
 /// Create a deployment for the accepted devices of a static group.
@@ -152,14 +193,30 @@ async fn create(State(st): State<AppState>, _u: UserAuth, ApiJson(b): ApiJson<Ne
     security(("bearer" = [])), params(("name" = String, Path)), request_body = NewGroupDeployment,
     responses((status = 201, description = "created"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn create_for_group(State(st): State<AppState>, _u: UserAuth, Path(group): Path<String>, ApiJson(b): ApiJson<NewGroupDeployment>) -> ApiResult<Response> {
+async fn create_for_group(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    Path(group): Path<String>,
+    ApiJson(b): ApiJson<NewGroupDeployment>,
+) -> ApiResult<Response> {
     check_names(&b.name, &b.artifact_name)?;
     if b.devices.is_some() || b.all_devices.is_some() {
-        return Err(ApiError::bad_request("a group deployment takes neither devices nor all_devices"));
+        return Err(ApiError::bad_request(
+            "a group deployment takes neither devices nor all_devices",
+        ));
     }
     super::inventory::check_group(&group)?;
     let devices = accepted_devices(&st, Some(group.clone())).await?;
-    insert(&st, b.name, b.artifact_name, devices, vec![group], b.force_installation.unwrap_or(false), false).await
+    insert(
+        &st,
+        b.name,
+        b.artifact_name,
+        devices,
+        vec![group],
+        b.force_installation.unwrap_or(false),
+        false,
+    )
+    .await
 }
 
 /// List deployments.
@@ -173,9 +230,13 @@ async fn list(State(st): State<AppState>, _u: UserAuth, uri: Uri) -> ApiResult<R
     let page = Page::parse(param(&q, "page"), param(&q, "per_page"), 500)?;
     let status = param(&q, "status").map(str::to_owned);
     if let Some(s) = &status
-        && !matches!(s.as_str(), "pending" | "inprogress" | "finished" | "aborted") {
-            return Err(ApiError::bad_request(format!("invalid status {s:?}")));
-        }
+        && !matches!(
+            s.as_str(),
+            "pending" | "inprogress" | "finished" | "aborted"
+        )
+    {
+        return Err(ApiError::bad_request(format!("invalid status {s:?}")));
+    }
     let epoch = |name: &str| -> ApiResult<Option<i64>> {
         param(&q, name)
             .map(|v| {
@@ -205,18 +266,29 @@ async fn list(State(st): State<AppState>, _u: UserAuth, uri: Uri) -> ApiResult<R
         page: page.page,
         per_page: page.per_page,
     };
-    let (rows, total) = if only_software { st.store.deployments(&query).await? } else { (Vec::new(), 0) };
+    let (rows, total) = if only_software {
+        st.store.deployments(&query).await?
+    } else {
+        (Vec::new(), 0)
+    };
     let mut items = Vec::with_capacity(rows.len());
     for r in &rows {
         items.push(deployment_json(&st, r).await?);
     }
     let has_next = page.page.saturating_mul(page.per_page) < total;
-    Ok(paged(&items, total, Some(page.link(uri.path(), &q, has_next))))
+    Ok(paged(
+        &items,
+        total,
+        Some(page.link(uri.path(), &q, has_next)),
+    ))
 }
 
 async fn find(st: &AppState, id: &str) -> ApiResult<DeploymentRow> {
     check_uuid(id)?;
-    st.store.deployment(id).await?.ok_or_else(|| ApiError::not_found("deployment not found"))
+    st.store
+        .deployment(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("deployment not found"))
 }
 
 /// One deployment with statistics.
@@ -224,7 +296,11 @@ async fn find(st: &AppState, id: &str) -> ApiResult<DeploymentRow> {
     params(("id" = String, Path)),
     responses((status = 200, body = Deployment), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
-async fn get_one(State(st): State<AppState>, _u: UserAuth, Path(id): Path<String>) -> ApiResult<axum::Json<Deployment>> {
+async fn get_one(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Deployment>> {
     let d = find(&st, &id).await?;
     Ok(axum::Json(deployment_json(&st, &d).await?))
 }
@@ -234,7 +310,11 @@ async fn get_one(State(st): State<AppState>, _u: UserAuth, Path(id): Path<String
     security(("bearer" = [])), params(("id" = String, Path)),
     responses((status = 200, body = BTreeMap<String, u64>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
-async fn statistics(State(st): State<AppState>, _u: UserAuth, Path(id): Path<String>) -> ApiResult<axum::Json<BTreeMap<String, u64>>> {
+async fn statistics(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<BTreeMap<String, u64>>> {
     find(&st, &id).await?;
     Ok(axum::Json(st.store.deployment_stats(&id).await?.by_status))
 }
@@ -254,7 +334,11 @@ struct StatsItem {
 #[utoipa::path(post, path = "/api/management/v1/deployments/deployments/statistics/list", tag = "deployments",
     security(("bearer" = [])), request_body = StatsRequest,
     responses((status = 200, body = Vec<StatsItem>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
-async fn statistics_list(State(st): State<AppState>, _u: UserAuth, ApiJson(b): ApiJson<StatsRequest>) -> ApiResult<axum::Json<Vec<StatsItem>>> {
+async fn statistics_list(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    ApiJson(b): ApiJson<StatsRequest>,
+) -> ApiResult<axum::Json<Vec<StatsItem>>> {
     if b.deployment_ids.is_empty() || b.deployment_ids.len() > 100 {
         return Err(ApiError::bad_request("give 1 to 100 deployment ids"));
     }
@@ -274,17 +358,27 @@ async fn statistics_list(State(st): State<AppState>, _u: UserAuth, ApiJson(b): A
     security(("bearer" = [])), params(("id" = String, Path)), request_body = StatusBody,
     responses((status = 204, description = "aborted"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn abort(State(st): State<AppState>, _u: UserAuth, Path(id): Path<String>, ApiJson(b): ApiJson<StatusBody>) -> ApiResult<StatusCode> {
+async fn abort(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<StatusBody>,
+) -> ApiResult<StatusCode> {
     check_uuid(&id)?;
     if b.status != "aborted" {
-        return Err(ApiError::bad_request("the only accepted status is \"aborted\""));
+        return Err(ApiError::bad_request(
+            "the only accepted status is \"aborted\"",
+        ));
     }
     st.store.abort_deployment(&id, now_us()).await?;
     tracing::info!(deployment.id = %id, "deployment aborted");
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn device_items(st: &AppState, rows: &[DeviceDeploymentRow]) -> ApiResult<Vec<DeviceDeployment>> {
+async fn device_items(
+    st: &AppState,
+    rows: &[DeviceDeploymentRow],
+) -> ApiResult<Vec<DeviceDeployment>> {
     let mut cache: BTreeMap<String, Option<aloft_api::management::Artifact>> = BTreeMap::new();
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
@@ -315,7 +409,12 @@ async fn device_items(st: &AppState, rows: &[DeviceDeploymentRow]) -> ApiResult<
 fn check_dd_status(s: Option<&str>) -> ApiResult<()> {
     match s {
         None => Ok(()),
-        Some(s) if aloft_api::status::ALL.contains(&s) || matches!(s, "pause" | "active" | "finished") => Ok(()),
+        Some(s)
+            if aloft_api::status::ALL.contains(&s)
+                || matches!(s, "pause" | "active" | "finished") =>
+        {
+            Ok(())
+        }
         Some(s) => Err(ApiError::bad_request(format!("invalid status {s:?}"))),
     }
 }
@@ -326,16 +425,28 @@ fn check_dd_status(s: Option<&str>) -> ApiResult<()> {
     params(("id" = String, Path), ("status" = Option<String>, Query), ("page" = Option<u64>, Query), ("per_page" = Option<u64>, Query)),
     responses((status = 200, body = Vec<DeviceDeployment>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
-async fn devices_list(State(st): State<AppState>, _u: UserAuth, Path(id): Path<String>, uri: Uri) -> ApiResult<Response> {
+async fn devices_list(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> ApiResult<Response> {
     find(&st, &id).await?;
     let q = query_pairs(&uri);
     let page = Page::parse(param(&q, "page"), param(&q, "per_page"), 500)?;
     let status = param(&q, "status");
     check_dd_status(status)?;
-    let (rows, total) = st.store.device_deployments(&id, status, page.page, page.per_page).await?;
+    let (rows, total) = st
+        .store
+        .device_deployments(&id, status, page.page, page.per_page)
+        .await?;
     let items = device_items(&st, &rows).await?;
     let has_next = page.page.saturating_mul(page.per_page) < total;
-    Ok(paged(&items, total, Some(page.link(uri.path(), &q, has_next))))
+    Ok(paged(
+        &items,
+        total,
+        Some(page.link(uri.path(), &q, has_next)),
+    ))
 }
 
 /// The devices of a deployment (unpaged; deprecated in Mender).
@@ -343,7 +454,11 @@ async fn devices_list(State(st): State<AppState>, _u: UserAuth, Path(id): Path<S
     security(("bearer" = [])), params(("id" = String, Path)),
     responses((status = 200, body = Vec<DeviceDeployment>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
-async fn devices_all(State(st): State<AppState>, _u: UserAuth, Path(id): Path<String>) -> ApiResult<axum::Json<Vec<DeviceDeployment>>> {
+async fn devices_all(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Vec<DeviceDeployment>>> {
     find(&st, &id).await?;
     let (rows, _) = st.store.device_deployments(&id, None, 0, 0).await?;
     Ok(axum::Json(device_items(&st, &rows).await?))
@@ -354,7 +469,11 @@ async fn devices_all(State(st): State<AppState>, _u: UserAuth, Path(id): Path<St
     security(("bearer" = [])), params(("id" = String, Path)),
     responses((status = 200, body = Vec<String>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
-async fn device_ids(State(st): State<AppState>, _u: UserAuth, Path(id): Path<String>) -> ApiResult<axum::Json<Vec<String>>> {
+async fn device_ids(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Vec<String>>> {
     find(&st, &id).await?;
     let (rows, _) = st.store.device_deployments(&id, None, 0, 0).await?;
     Ok(axum::Json(rows.into_iter().map(|r| r.device_id).collect()))
@@ -365,9 +484,17 @@ async fn device_ids(State(st): State<AppState>, _u: UserAuth, Path(id): Path<Str
     security(("bearer" = [])), params(("id" = String, Path), ("device_id" = String, Path)),
     responses((status = 200, description = "the log", content_type = "text/plain", body = String),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn device_log(State(st): State<AppState>, _u: UserAuth, Path((id, device)): Path<(String, String)>) -> ApiResult<Response> {
+async fn device_log(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    Path((id, device)): Path<(String, String)>,
+) -> ApiResult<Response> {
     check_uuid(&id)?;
-    let log = st.store.log(&id, &device).await?.ok_or_else(|| ApiError::not_found("no log for this device"))?;
+    let log = st
+        .store
+        .log(&id, &device)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no log for this device"))?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], log).into_response())
 }
 
@@ -376,28 +503,48 @@ async fn device_log(State(st): State<AppState>, _u: UserAuth, Path((id, device))
     security(("bearer" = [])),
     params(("device_id" = String, Path), ("status" = Option<String>, Query), ("page" = Option<u64>, Query), ("per_page" = Option<u64>, Query)),
     responses((status = 200, body = Vec<DeviceHistoryEntry>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
-async fn history(State(st): State<AppState>, _u: UserAuth, Path(device): Path<String>, uri: Uri) -> ApiResult<Response> {
+async fn history(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    Path(device): Path<String>,
+    uri: Uri,
+) -> ApiResult<Response> {
     let q = query_pairs(&uri);
     let page = Page::parse(param(&q, "page"), param(&q, "per_page"), 20)?;
     let status = param(&q, "status");
     check_dd_status(status)?;
-    let (rows, total) = st.store.device_history(&device, status, page.page, page.per_page).await?;
+    let (rows, total) = st
+        .store
+        .device_history(&device, status, page.page, page.per_page)
+        .await?;
     let items = device_items(&st, &rows).await?;
     let mut out = Vec::with_capacity(rows.len());
     for (r, item) in rows.iter().zip(items) {
         if let Some(d) = st.store.deployment(&r.deployment_id).await? {
-            out.push(DeviceHistoryEntry { id: r.id.clone(), deployment: deployment_json(&st, &d).await?, device: item });
+            out.push(DeviceHistoryEntry {
+                id: r.id.clone(),
+                deployment: deployment_json(&st, &d).await?,
+                device: item,
+            });
         }
     }
     let has_next = page.page.saturating_mul(page.per_page) < total;
-    Ok(paged(&out, total, Some(page.link(uri.path(), &q, has_next))))
+    Ok(paged(
+        &out,
+        total,
+        Some(page.link(uri.path(), &q, has_next)),
+    ))
 }
 
 /// Abort every unfinished deployment of a device.
 #[utoipa::path(delete, path = "/api/management/v1/deployments/deployments/devices/{device_id}", tag = "deployments",
     security(("bearer" = [])), params(("device_id" = String, Path)),
     responses((status = 204, description = "aborted"), (status = 401, body = ErrorBody)))]
-async fn abort_device(State(st): State<AppState>, _u: UserAuth, Path(device): Path<String>) -> ApiResult<StatusCode> {
+async fn abort_device(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    Path(device): Path<String>,
+) -> ApiResult<StatusCode> {
     st.store.abort_device(&device, now_us()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -406,7 +553,11 @@ async fn abort_device(State(st): State<AppState>, _u: UserAuth, Path(device): Pa
 #[utoipa::path(delete, path = "/api/management/v1/deployments/deployments/devices/{device_id}/history", tag = "deployments",
     security(("bearer" = [])), params(("device_id" = String, Path)),
     responses((status = 204, description = "reset"), (status = 401, body = ErrorBody)))]
-async fn reset_history(State(st): State<AppState>, _u: UserAuth, Path(device): Path<String>) -> ApiResult<StatusCode> {
+async fn reset_history(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    Path(device): Path<String>,
+) -> ApiResult<StatusCode> {
     st.store.delete_device_history(&device).await?;
     Ok(StatusCode::NO_CONTENT)
 }

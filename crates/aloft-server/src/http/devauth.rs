@@ -8,7 +8,7 @@ use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{created, param, query_pairs, ApiJson, AppState, Page, UserAuth};
+use super::{ApiJson, AppState, Page, UserAuth, created, param, query_pairs};
 use crate::auth::{self, DeviceKey};
 use crate::error::{ApiError, ApiResult};
 use crate::store::DeviceRow;
@@ -37,7 +37,11 @@ pub(crate) fn device_json(d: &DeviceRow) -> Device {
         decommissioning: false,
         created_ts: rfc3339(d.created_ts),
         updated_ts: rfc3339(d.updated_ts),
-        check_in_time: if d.status == "accepted" { rfc3339_opt(d.check_in_time) } else { None },
+        check_in_time: if d.status == "accepted" {
+            rfc3339_opt(d.check_in_time)
+        } else {
+            None
+        },
         auth_sets: d
             .auth_sets
             .iter()
@@ -56,17 +60,29 @@ fn check_status(s: &str) -> ApiResult<()> {
     if STATUSES.contains(&s) {
         Ok(())
     } else {
-        Err(ApiError::bad_request(format!("unknown device status {s:?}")))
+        Err(ApiError::bad_request(format!(
+            "unknown device status {s:?}"
+        )))
     }
 }
 
-async fn list(st: &AppState, path: &str, statuses: Option<Vec<String>>, ids: Vec<String>, page: Page, query: &[(String, String)]) -> ApiResult<Response> {
+async fn list(
+    st: &AppState,
+    path: &str,
+    statuses: Option<Vec<String>>,
+    ids: Vec<String>,
+    page: Page,
+    query: &[(String, String)],
+) -> ApiResult<Response> {
     if let Some(s) = &statuses {
         for x in s {
             check_status(x)?;
         }
     }
-    let mut rows = st.store.devices(statuses.as_deref(), &ids, page.page, page.per_page + 1).await?;
+    let mut rows = st
+        .store
+        .devices(statuses.as_deref(), &ids, page.page, page.per_page + 1)
+        .await?;
     // One extra row tells whether a next page exists (devauth sends no total count).
     let has_next = rows.len() as u64 > page.per_page;
     rows.truncate(usize::try_from(page.per_page).unwrap_or(usize::MAX));
@@ -88,7 +104,11 @@ async fn list_devices(State(st): State<AppState>, _u: UserAuth, uri: Uri) -> Api
     let q = query_pairs(&uri);
     let page = Page::parse(param(&q, "page"), param(&q, "per_page"), 500)?;
     let statuses = param(&q, "status").map(|s| vec![s.to_owned()]);
-    let ids: Vec<String> = q.iter().filter(|(k, _)| k == "id").map(|(_, v)| v.clone()).collect();
+    let ids: Vec<String> = q
+        .iter()
+        .filter(|(k, _)| k == "id")
+        .map(|(_, v)| v.clone())
+        .collect();
     list(&st, uri.path(), statuses, ids, page, &q).await
 }
 
@@ -122,23 +142,42 @@ struct Search {
 #[utoipa::path(post, path = "/api/management/v2/devauth/devices/search", tag = "devauth", security(("bearer" = [])),
     params(("page" = Option<u64>, Query), ("per_page" = Option<u64>, Query)), request_body = Search,
     responses((status = 200, body = Vec<Device>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
-async fn search_devices(State(st): State<AppState>, _u: UserAuth, uri: Uri, ApiJson(s): ApiJson<Search>) -> ApiResult<Response> {
+async fn search_devices(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    uri: Uri,
+    ApiJson(s): ApiJson<Search>,
+) -> ApiResult<Response> {
     let q = query_pairs(&uri);
     let page = Page::parse(param(&q, "page"), param(&q, "per_page"), 500)?;
-    list(&st, uri.path(), s.status.map(OneOrMany::into_vec), s.id.map(OneOrMany::into_vec).unwrap_or_default(), page, &q).await
+    list(
+        &st,
+        uri.path(),
+        s.status.map(OneOrMany::into_vec),
+        s.id.map(OneOrMany::into_vec).unwrap_or_default(),
+        page,
+        &q,
+    )
+    .await
 }
 
 /// Count devices, optionally of one status.
 #[utoipa::path(get, path = "/api/management/v2/devauth/devices/count", tag = "devauth", security(("bearer" = [])),
     params(("status" = Option<String>, Query)),
     responses((status = 200, body = Count), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
-async fn count_devices(State(st): State<AppState>, _u: UserAuth, uri: Uri) -> ApiResult<axum::Json<Count>> {
+async fn count_devices(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    uri: Uri,
+) -> ApiResult<axum::Json<Count>> {
     let q = query_pairs(&uri);
     let status = param(&q, "status");
     if let Some(s) = status {
         check_status(s)?;
     }
-    Ok(axum::Json(Count { count: st.store.count_devices(status).await? }))
+    Ok(axum::Json(Count {
+        count: st.store.count_devices(status).await?,
+    }))
 }
 
 /// Preauthorize a device by identity and key.
@@ -146,13 +185,26 @@ async fn count_devices(State(st): State<AppState>, _u: UserAuth, uri: Uri) -> Ap
     request_body = PreauthRequest,
     responses((status = 201, description = "created; Location: devices/<id>"), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 409, body = Device, description = "the existing device")))]
-async fn preauthorize(State(st): State<AppState>, _u: UserAuth, ApiJson(req): ApiJson<PreauthRequest>) -> ApiResult<Response> {
+async fn preauthorize(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    ApiJson(req): ApiJson<PreauthRequest>,
+) -> ApiResult<Response> {
     let key = DeviceKey::parse(&req.pubkey).map_err(ApiError::bad_request)?;
-    let (identity, hash) = auth::canonical_identity_value(req.identity_data).map_err(ApiError::bad_request)?;
-    match st.store.preauthorize(&hash, &identity, &key.pem, req.force, now_us()).await? {
+    let (identity, hash) =
+        auth::canonical_identity_value(req.identity_data).map_err(ApiError::bad_request)?;
+    match st
+        .store
+        .preauthorize(&hash, &identity, &key.pem, req.force, now_us())
+        .await?
+    {
         Ok(id) => Ok(created(&format!("devices/{id}"))),
         Err(existing) => {
-            let d = st.store.device(&existing).await?.ok_or_else(|| ApiError::conflict("device exists"))?;
+            let d = st
+                .store
+                .device(&existing)
+                .await?
+                .ok_or_else(|| ApiError::conflict("device exists"))?;
             Ok((StatusCode::CONFLICT, axum::Json(device_json(&d))).into_response())
         }
     }
@@ -162,8 +214,16 @@ async fn preauthorize(State(st): State<AppState>, _u: UserAuth, ApiJson(req): Ap
 #[utoipa::path(get, path = "/api/management/v2/devauth/devices/{id}", tag = "devauth", security(("bearer" = [])),
     params(("id" = String, Path)),
     responses((status = 200, body = Device), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn get_device(State(st): State<AppState>, _u: UserAuth, Path(id): Path<String>) -> ApiResult<axum::Json<Device>> {
-    let d = st.store.device(&id).await?.ok_or_else(|| ApiError::not_found("device not found"))?;
+async fn get_device(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Device>> {
+    let d = st
+        .store
+        .device(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("device not found"))?;
     Ok(axum::Json(device_json(&d)))
 }
 
@@ -172,7 +232,11 @@ async fn get_device(State(st): State<AppState>, _u: UserAuth, Path(id): Path<Str
 #[utoipa::path(delete, path = "/api/management/v2/devauth/devices/{id}", tag = "devauth", security(("bearer" = [])),
     params(("id" = String, Path)),
     responses((status = 204, description = "decommissioned"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn decommission(State(st): State<AppState>, _u: UserAuth, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn decommission(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     if st.store.decommission(&id, now_us()).await? {
         tracing::info!(device.id = %id, "device decommissioned");
         Ok(StatusCode::NO_CONTENT)
@@ -185,7 +249,11 @@ async fn decommission(State(st): State<AppState>, _u: UserAuth, Path(id): Path<S
 #[utoipa::path(delete, path = "/api/management/v2/devauth/devices/{id}/auth/{aid}", tag = "devauth",
     security(("bearer" = [])), params(("id" = String, Path), ("aid" = String, Path)),
     responses((status = 204, description = "removed"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn delete_auth_set(State(st): State<AppState>, _u: UserAuth, Path((id, aid)): Path<(String, String)>) -> ApiResult<StatusCode> {
+async fn delete_auth_set(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    Path((id, aid)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
     st.store.delete_auth_set(&id, &aid, now_us()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -194,10 +262,24 @@ async fn delete_auth_set(State(st): State<AppState>, _u: UserAuth, Path((id, aid
 #[utoipa::path(get, path = "/api/management/v2/devauth/devices/{id}/auth/{aid}/status", tag = "devauth",
     security(("bearer" = [])), params(("id" = String, Path), ("aid" = String, Path)),
     responses((status = 200, body = StatusBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn get_auth_status(State(st): State<AppState>, _u: UserAuth, Path((id, aid)): Path<(String, String)>) -> ApiResult<axum::Json<StatusBody>> {
-    let d = st.store.device(&id).await?.ok_or_else(|| ApiError::not_found("device not found"))?;
-    let a = d.auth_sets.iter().find(|a| a.id == aid).ok_or_else(|| ApiError::not_found("authentication set not found"))?;
-    Ok(axum::Json(StatusBody { status: a.status.clone() }))
+async fn get_auth_status(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    Path((id, aid)): Path<(String, String)>,
+) -> ApiResult<axum::Json<StatusBody>> {
+    let d = st
+        .store
+        .device(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("device not found"))?;
+    let a = d
+        .auth_sets
+        .iter()
+        .find(|a| a.id == aid)
+        .ok_or_else(|| ApiError::not_found("authentication set not found"))?;
+    Ok(axum::Json(StatusBody {
+        status: a.status.clone(),
+    }))
 }
 
 /// Accept, reject or reset an auth set.
@@ -217,7 +299,9 @@ async fn set_auth_status(
             body.status
         )));
     }
-    st.store.set_auth_status(&id, &aid, &body.status, now_us()).await?;
+    st.store
+        .set_auth_status(&id, &aid, &body.status, now_us())
+        .await?;
     tracing::info!(device.id = %id, auth_set.id = %aid, status = %body.status, "auth set status changed");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -226,7 +310,11 @@ async fn set_auth_status(
 #[utoipa::path(delete, path = "/api/management/v2/devauth/tokens/{id}", tag = "devauth", security(("bearer" = [])),
     params(("id" = String, Path)),
     responses((status = 204, description = "revoked"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn revoke_token(State(st): State<AppState>, _u: UserAuth, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn revoke_token(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     // Only device tokens: a user token id here is "not found".
     match st.store.use_token(&id, now_us()).await? {
         Some(t) if t.kind == crate::store::TokenKind::Device => {

@@ -11,7 +11,7 @@ use aloft_api::management::ErrorBody;
 use aloft_api::status;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt as _;
 use serde::Deserialize;
@@ -19,8 +19,8 @@ use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{check_uuid, ApiJson, AppState, DeviceAuth};
-use crate::auth::{self, Claims, DeviceKey, AUD_DEVICE, ISSUER};
+use super::{ApiJson, AppState, DeviceAuth, check_uuid};
+use crate::auth::{self, AUD_DEVICE, Claims, DeviceKey, ISSUER};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{ArtifactRow, StatusOutcome, TokenKind, TokenRow};
 use crate::time::{now_us, rfc3339};
@@ -42,7 +42,11 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
     params(("X-MEN-Signature" = String, Header, description = "base64 signature of the raw body")),
     responses((status = 200, description = "the device token", content_type = "application/jwt", body = String),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
-async fn auth_request(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+async fn auth_request(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
     let req: AuthRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("malformed authentication request: {e}")))?;
     let sig = headers
@@ -54,7 +58,10 @@ async fn auth_request(State(st): State<AppState>, headers: HeaderMap, body: Byte
         .map_err(|e| ApiError::unauthorized(format!("signature verification failed: {e}")))?;
     let (identity, hash) = auth::canonical_identity(&req.id_data).map_err(ApiError::bad_request)?;
     let now = now_us();
-    let outcome = st.store.auth_request(&hash, &identity, &key.pem, now).await?;
+    let outcome = st
+        .store
+        .auth_request(&hash, &identity, &key.pem, now)
+        .await?;
     if outcome.status != "accepted" {
         tracing::info!(device.id = %outcome.device_id, device.status = %outcome.status, "device not admitted");
         return Err(ApiError::unauthorized("unauthorized"));
@@ -99,7 +106,9 @@ fn check_attributes(attrs: &[InventoryAttribute]) -> ApiResult<Vec<(String, Valu
     let mut out: BTreeMap<String, Value> = BTreeMap::new();
     for a in attrs {
         if a.name.is_empty() || a.name.len() > 1024 {
-            return Err(ApiError::bad_request("attribute names must have 1 to 1024 characters"));
+            return Err(ApiError::bad_request(
+                "attribute names must have 1 to 1024 characters",
+            ));
         }
         let ok = match &a.value {
             Value::String(_) | Value::Number(_) => true,
@@ -129,7 +138,9 @@ async fn put_inventory(
     ApiJson(attrs): ApiJson<Vec<InventoryAttribute>>,
 ) -> ApiResult<StatusCode> {
     let attrs = check_attributes(&attrs)?;
-    st.store.put_inventory(&dev.device_id, &attrs, true, now_us()).await?;
+    st.store
+        .put_inventory(&dev.device_id, &attrs, true, now_us())
+        .await?;
     Ok(StatusCode::OK)
 }
 
@@ -143,7 +154,9 @@ async fn patch_inventory(
     ApiJson(attrs): ApiJson<Vec<InventoryAttribute>>,
 ) -> ApiResult<StatusCode> {
     let attrs = check_attributes(&attrs)?;
-    st.store.put_inventory(&dev.device_id, &attrs, false, now_us()).await?;
+    st.store
+        .put_inventory(&dev.device_id, &attrs, false, now_us())
+        .await?;
     Ok(StatusCode::OK)
 }
 
@@ -175,7 +188,10 @@ pub(crate) async fn next_deployment(
         .get("device_type")
         .filter(|t| !t.is_empty())
         .ok_or_else(|| ApiError::bad_request("device_type is required"))?;
-    let installed = provides.get("artifact_name").map(String::as_str).unwrap_or_default();
+    let installed = provides
+        .get("artifact_name")
+        .map(String::as_str)
+        .unwrap_or_default();
     let now = now_us();
     st.store.check_in(device_id, now).await?;
     for dd in st.store.open_device_deployments(device_id).await? {
@@ -186,20 +202,31 @@ pub(crate) async fn next_deployment(
             st.store.artifact(id).await?
         } else {
             if !dep.force_installation && installed == dep.artifact_name {
-                st.store.assign(&dd.id, None, Some(status::ALREADY_INSTALLED), now).await?;
+                st.store
+                    .assign(&dd.id, None, Some(status::ALREADY_INSTALLED), now)
+                    .await?;
                 continue;
             }
-            let candidates = st.store.artifacts_for(&dep.artifact_name, device_type).await?;
+            let candidates = st
+                .store
+                .artifacts_for(&dep.artifact_name, device_type)
+                .await?;
             let chosen = candidates.into_iter().find(|a| depends_match(a, provides));
             match &chosen {
                 Some(a) => st.store.assign(&dd.id, Some(&a.id), None, now).await?,
-                None => st.store.assign(&dd.id, None, Some(status::NOARTIFACT), now).await?,
+                None => {
+                    st.store
+                        .assign(&dd.id, None, Some(status::NOARTIFACT), now)
+                        .await?;
+                }
             }
             chosen
         };
         let Some(artifact) = artifact else {
             // Deleted after it was assigned.
-            st.store.assign(&dd.id, None, Some(status::NOARTIFACT), now).await?;
+            st.store
+                .assign(&dd.id, None, Some(status::NOARTIFACT), now)
+                .await?;
             continue;
         };
         let (uri, expire) = download_link(st, &artifact.id, host);
@@ -218,12 +245,18 @@ pub(crate) async fn next_deployment(
 }
 
 /// A pre-signed download URL for an artifact and its RFC 3339 expiry.
-pub(crate) fn download_link(st: &AppState, artifact_id: &str, host: Option<&str>) -> (String, String) {
+pub(crate) fn download_link(
+    st: &AppState,
+    artifact_id: &str,
+    host: Option<&str>,
+) -> (String, String) {
     let expire = now_us() / 1_000_000 + st.settings.download_link_secs;
     let sig = st.keys.url_signature(artifact_id, expire);
-    let base = st.settings.public_url.clone().unwrap_or_else(|| {
-        format!("https://{}", host.unwrap_or("localhost"))
-    });
+    let base = st
+        .settings
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("https://{}", host.unwrap_or("localhost")));
     (
         format!(
             "{}/api/devices/v1/deployments/download/artifacts/{artifact_id}?x-men-expire={expire}&x-men-signature={sig}",
@@ -238,7 +271,10 @@ pub(crate) fn request_host(headers: &HeaderMap) -> Option<String> {
     headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .filter(|h| h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)))
+        .filter(|h| {
+            h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        })
         .map(str::to_owned)
 }
 
@@ -325,14 +361,25 @@ async fn put_status(
 ) -> ApiResult<StatusCode> {
     check_uuid(&id)?;
     if !status::REPORTABLE.contains(&report.status.as_str()) {
-        return Err(ApiError::bad_request(format!("unknown status {:?}", report.status)));
+        return Err(ApiError::bad_request(format!(
+            "unknown status {:?}",
+            report.status
+        )));
     }
     if report.substate.as_ref().is_some_and(|s| s.len() > 4096) {
-        return Err(ApiError::bad_request("substate longer than 4096 characters"));
+        return Err(ApiError::bad_request(
+            "substate longer than 4096 characters",
+        ));
     }
     let outcome = st
         .store
-        .report_status(&id, &dev.device_id, &report.status, report.substate.as_deref(), now_us())
+        .report_status(
+            &id,
+            &dev.device_id,
+            &report.status,
+            report.substate.as_deref(),
+            now_us(),
+        )
         .await?;
     match outcome {
         StatusOutcome::Recorded => {
@@ -402,12 +449,20 @@ async fn download(
     if !st.keys.check_url(&id, q.expire, &q.signature) {
         return Err(ApiError::forbidden("bad download link signature"));
     }
-    let a = st.store.artifact(&id).await?.ok_or_else(|| ApiError::not_found("artifact not found"))?;
+    let a = st
+        .store
+        .artifact(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("artifact not found"))?;
     serve_blob(&st, &a, &headers).await
 }
 
 /// Serves an artifact file with `Range`/`If-Range` support.
-pub(crate) async fn serve_blob(st: &AppState, a: &ArtifactRow, headers: &HeaderMap) -> ApiResult<Response> {
+pub(crate) async fn serve_blob(
+    st: &AppState,
+    a: &ArtifactRow,
+    headers: &HeaderMap,
+) -> ApiResult<Response> {
     let etag = format!("\"{}\"", a.sha256);
     let size = a.size;
     let range_allowed = headers
@@ -415,13 +470,19 @@ pub(crate) async fn serve_blob(st: &AppState, a: &ArtifactRow, headers: &HeaderM
         .and_then(|v| v.to_str().ok())
         .is_none_or(|v| v == etag);
     let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
-        Some(r) if range_allowed => if let Ok(r) = parse_range(r, size) { r } else {
-            let mut resp = ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable").into_response();
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
-                resp.headers_mut().insert(header::CONTENT_RANGE, v);
+        Some(r) if range_allowed => {
+            if let Ok(r) = parse_range(r, size) {
+                r
+            } else {
+                let mut resp =
+                    ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable")
+                        .into_response();
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                    resp.headers_mut().insert(header::CONTENT_RANGE, v);
+                }
+                return Ok(resp);
             }
-            return Ok(resp);
-        },
+        }
         _ => None,
     };
     let stream = st
@@ -432,7 +493,10 @@ pub(crate) async fn serve_blob(st: &AppState, a: &ArtifactRow, headers: &HeaderM
         .map(|r| r.map_err(std::io::Error::other));
     let mut resp = Response::new(Body::from_stream(stream));
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/vnd.mender-artifact"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/vnd.mender-artifact"),
+    );
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if let Ok(v) = HeaderValue::from_str(&etag) {
         h.insert(header::ETAG, v);
@@ -442,12 +506,14 @@ pub(crate) async fn serve_blob(st: &AppState, a: &ArtifactRow, headers: &HeaderM
             *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
             let h = resp.headers_mut();
             h.insert(header::CONTENT_LENGTH, HeaderValue::from(r.end - r.start));
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{size}", r.start, r.end - 1)) {
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{size}", r.start, r.end - 1))
+            {
                 h.insert(header::CONTENT_RANGE, v);
             }
         }
         None => {
-            resp.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+            resp.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(size));
         }
     }
     Ok(resp)

@@ -3,15 +3,15 @@
 
 use aloft_api::management::{Attribute, DeviceInventory, ErrorBody, GroupBody, Tag};
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{param, paged, query_pairs, ApiJson, AppState, Page, UserAuth};
+use super::{ApiJson, AppState, Page, UserAuth, paged, param, query_pairs};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{AttrRow, DeviceRow, Filter, InventoryQuery};
 use crate::time::{now_us, rfc3339};
@@ -25,7 +25,11 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(leave_group))
         .routes(routes!(list_groups))
         .routes(routes!(delete_group))
-        .routes(routes!(group_devices, add_group_devices, remove_group_devices))
+        .routes(routes!(
+            group_devices,
+            add_group_devices,
+            remove_group_devices
+        ))
         .routes(routes!(search_v2))
         .routes(routes!(filter_attributes))
 }
@@ -48,7 +52,11 @@ pub(crate) fn inventory_json(d: &DeviceRow, attrs: &[AttrRow]) -> DeviceInventor
         out.push(attr("group", json!(g), "system"));
     }
     out.push(attr("created_ts", json!(rfc3339(d.created_ts)), "system"));
-    out.push(attr("updated_ts", json!(rfc3339(d.inventory_ts.unwrap_or(d.updated_ts))), "system"));
+    out.push(attr(
+        "updated_ts",
+        json!(rfc3339(d.inventory_ts.unwrap_or(d.updated_ts))),
+        "system",
+    ));
     if let Some(c) = d.check_in_time {
         out.push(attr("check_in_time", json!(rfc3339(c)), "system"));
     }
@@ -163,7 +171,11 @@ async fn list_devices(State(st): State<AppState>, _u: UserAuth, uri: Uri) -> Api
     let (ids, total) = st.store.search_inventory(&query).await?;
     let items = load(&st, &ids).await?;
     let has_next = page.page.saturating_mul(page.per_page) < total;
-    Ok(paged(&items, total, Some(page.link(uri.path(), &q, has_next))))
+    Ok(paged(
+        &items,
+        total,
+        Some(page.link(uri.path(), &q, has_next)),
+    ))
 }
 
 fn etag_of(attrs: &[AttrRow]) -> String {
@@ -183,8 +195,16 @@ fn etag_of(attrs: &[AttrRow]) -> String {
 #[utoipa::path(get, path = "/api/management/v1/inventory/devices/{id}", tag = "inventory", security(("bearer" = [])),
     params(("id" = String, Path)),
     responses((status = 200, body = DeviceInventory), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn get_device(State(st): State<AppState>, _u: UserAuth, Path(id): Path<String>) -> ApiResult<Response> {
-    let d = st.store.device(&id).await?.ok_or_else(|| ApiError::not_found("device not found"))?;
+async fn get_device(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let d = st
+        .store
+        .device(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("device not found"))?;
     let attrs = st.store.attributes(&id).await?;
     let mut r = axum::Json(inventory_json(&d, &attrs)).into_response();
     if let Ok(v) = HeaderValue::from_str(&etag_of(&attrs)) {
@@ -197,7 +217,11 @@ async fn get_device(State(st): State<AppState>, _u: UserAuth, Path(id): Path<Str
 #[utoipa::path(delete, path = "/api/management/v1/inventory/devices/{id}", tag = "inventory", security(("bearer" = [])),
     params(("id" = String, Path)),
     responses((status = 204, description = "cleared"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn clear_device(State(st): State<AppState>, _u: UserAuth, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn clear_device(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     if st.store.clear_inventory(&id, now_us()).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -205,22 +229,36 @@ async fn clear_device(State(st): State<AppState>, _u: UserAuth, Path(id): Path<S
     }
 }
 
-async fn tags(st: &AppState, id: &str, headers: &HeaderMap, tags: Vec<Tag>, replace: bool) -> ApiResult<StatusCode> {
+async fn tags(
+    st: &AppState,
+    id: &str,
+    headers: &HeaderMap,
+    tags: Vec<Tag>,
+    replace: bool,
+) -> ApiResult<StatusCode> {
     if tags.len() > 100 {
         return Err(ApiError::bad_request("too many tags (at most 100)"));
     }
     for t in &tags {
         if t.name.is_empty() || t.name.len() > 1024 || t.value.len() > 4096 {
-            return Err(ApiError::bad_request("tag names need 1 to 1024 characters, values at most 4096"));
+            return Err(ApiError::bad_request(
+                "tag names need 1 to 1024 characters, values at most 4096",
+            ));
         }
     }
     if let Some(want) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
         let attrs = st.store.attributes(id).await?;
         if want != etag_of(&attrs) {
-            return Err(ApiError::new(StatusCode::PRECONDITION_FAILED, "ETag does not match"));
+            return Err(ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "ETag does not match",
+            ));
         }
     }
-    let rows: Vec<_> = tags.into_iter().map(|t| (t.name, t.value, t.description)).collect();
+    let rows: Vec<_> = tags
+        .into_iter()
+        .map(|t| (t.name, t.value, t.description))
+        .collect();
     st.store.put_tags(id, &rows, replace, now_us()).await?;
     Ok(StatusCode::OK)
 }
@@ -230,7 +268,13 @@ async fn tags(st: &AppState, id: &str, headers: &HeaderMap, tags: Vec<Tag>, repl
     params(("id" = String, Path), ("If-Match" = Option<String>, Header)), request_body = Vec<Tag>,
     responses((status = 200, description = "set"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 412, body = ErrorBody)))]
-async fn replace_tags(State(st): State<AppState>, _u: UserAuth, Path(id): Path<String>, headers: HeaderMap, ApiJson(t): ApiJson<Vec<Tag>>) -> ApiResult<StatusCode> {
+async fn replace_tags(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    ApiJson(t): ApiJson<Vec<Tag>>,
+) -> ApiResult<StatusCode> {
     tags(&st, &id, &headers, t, true).await
 }
 
@@ -239,16 +283,29 @@ async fn replace_tags(State(st): State<AppState>, _u: UserAuth, Path(id): Path<S
     params(("id" = String, Path), ("If-Match" = Option<String>, Header)), request_body = Vec<Tag>,
     responses((status = 200, description = "set"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 412, body = ErrorBody)))]
-async fn merge_tags(State(st): State<AppState>, _u: UserAuth, Path(id): Path<String>, headers: HeaderMap, ApiJson(t): ApiJson<Vec<Tag>>) -> ApiResult<StatusCode> {
+async fn merge_tags(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    ApiJson(t): ApiJson<Vec<Tag>>,
+) -> ApiResult<StatusCode> {
     tags(&st, &id, &headers, t, false).await
 }
 
 /// Checks a static group name.
 pub(crate) fn check_group(name: &str) -> ApiResult<()> {
-    if !name.is_empty() && name.len() <= 1024 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+    if !name.is_empty()
+        && name.len() <= 1024
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
         Ok(())
     } else {
-        Err(ApiError::bad_request(format!("invalid group name {name:?}: use letters, digits, '-' and '_'")))
+        Err(ApiError::bad_request(format!(
+            "invalid group name {name:?}: use letters, digits, '-' and '_'"
+        )))
     }
 }
 
@@ -256,8 +313,16 @@ pub(crate) fn check_group(name: &str) -> ApiResult<()> {
 #[utoipa::path(get, path = "/api/management/v1/inventory/devices/{id}/group", tag = "inventory", security(("bearer" = [])),
     params(("id" = String, Path)),
     responses((status = 200, body = GroupBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn get_group(State(st): State<AppState>, _u: UserAuth, Path(id): Path<String>) -> ApiResult<axum::Json<GroupBody>> {
-    let d = st.store.device(&id).await?.ok_or_else(|| ApiError::not_found("device not found"))?;
+async fn get_group(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<GroupBody>> {
+    let d = st
+        .store
+        .device(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("device not found"))?;
     Ok(axum::Json(GroupBody { group: d.group }))
 }
 
@@ -266,8 +331,15 @@ async fn get_group(State(st): State<AppState>, _u: UserAuth, Path(id): Path<Stri
     params(("id" = String, Path)), request_body = GroupBody,
     responses((status = 204, description = "moved"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
-async fn set_group(State(st): State<AppState>, _u: UserAuth, Path(id): Path<String>, ApiJson(b): ApiJson<GroupBody>) -> ApiResult<StatusCode> {
-    let g = b.group.ok_or_else(|| ApiError::bad_request("group is required"))?;
+async fn set_group(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<GroupBody>,
+) -> ApiResult<StatusCode> {
+    let g = b
+        .group
+        .ok_or_else(|| ApiError::bad_request("group is required"))?;
     check_group(&g)?;
     if st.store.set_group(&id, Some(&g), now_us()).await? {
         Ok(StatusCode::NO_CONTENT)
@@ -280,8 +352,15 @@ async fn set_group(State(st): State<AppState>, _u: UserAuth, Path(id): Path<Stri
 #[utoipa::path(delete, path = "/api/management/v1/inventory/devices/{id}/group/{name}", tag = "inventory",
     security(("bearer" = [])), params(("id" = String, Path), ("name" = String, Path)),
     responses((status = 204, description = "removed"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn leave_group(State(st): State<AppState>, _u: UserAuth, Path((id, name)): Path<(String, String)>) -> ApiResult<StatusCode> {
-    let n = st.store.remove_from_group(&name, Some(&[id]), now_us()).await?;
+async fn leave_group(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    Path((id, name)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let n = st
+        .store
+        .remove_from_group(&name, Some(&[id]), now_us())
+        .await?;
     if n == 0 {
         return Err(ApiError::not_found("the device is not in this group"));
     }
@@ -292,7 +371,11 @@ async fn leave_group(State(st): State<AppState>, _u: UserAuth, Path((id, name)):
 #[utoipa::path(get, path = "/api/management/v1/inventory/groups", tag = "inventory", security(("bearer" = [])),
     params(("status" = Option<String>, Query, description = "only groups with devices of this status (accepted)")),
     responses((status = 200, body = Vec<String>), (status = 401, body = ErrorBody)))]
-async fn list_groups(State(st): State<AppState>, _u: UserAuth, uri: Uri) -> ApiResult<axum::Json<Vec<String>>> {
+async fn list_groups(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    uri: Uri,
+) -> ApiResult<axum::Json<Vec<String>>> {
     let q = query_pairs(&uri);
     let accepted = param(&q, "status") == Some("accepted");
     Ok(axum::Json(st.store.groups(accepted).await?))
@@ -309,9 +392,16 @@ struct Updated {
 #[utoipa::path(delete, path = "/api/management/v1/inventory/groups/{name}", tag = "inventory", security(("bearer" = [])),
     params(("name" = String, Path)),
     responses((status = 200, body = Updated), (status = 401, body = ErrorBody)))]
-async fn delete_group(State(st): State<AppState>, _u: UserAuth, Path(name): Path<String>) -> ApiResult<axum::Json<Updated>> {
+async fn delete_group(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    Path(name): Path<String>,
+) -> ApiResult<axum::Json<Updated>> {
     let n = st.store.remove_from_group(&name, None, now_us()).await?;
-    Ok(axum::Json(Updated { updated_count: n, matched_count: None }))
+    Ok(axum::Json(Updated {
+        updated_count: n,
+        matched_count: None,
+    }))
 }
 
 /// The ids of a group's devices.
@@ -319,7 +409,12 @@ async fn delete_group(State(st): State<AppState>, _u: UserAuth, Path(name): Path
     params(("name" = String, Path), ("page" = Option<u64>, Query), ("per_page" = Option<u64>, Query)),
     responses((status = 200, body = Vec<String>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
-async fn group_devices(State(st): State<AppState>, _u: UserAuth, Path(name): Path<String>, uri: Uri) -> ApiResult<Response> {
+async fn group_devices(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    Path(name): Path<String>,
+    uri: Uri,
+) -> ApiResult<Response> {
     let q = query_pairs(&uri);
     let page = Page::parse(param(&q, "page"), param(&q, "per_page"), 500)?;
     let query = InventoryQuery {
@@ -333,29 +428,52 @@ async fn group_devices(State(st): State<AppState>, _u: UserAuth, Path(name): Pat
         return Err(ApiError::not_found("group not found"));
     }
     let has_next = page.page.saturating_mul(page.per_page) < total;
-    Ok(paged(&ids, total, Some(page.link(uri.path(), &q, has_next))))
+    Ok(paged(
+        &ids,
+        total,
+        Some(page.link(uri.path(), &q, has_next)),
+    ))
 }
 
 /// Add devices to a group.
 #[utoipa::path(patch, path = "/api/management/v1/inventory/groups/{name}/devices", tag = "inventory", security(("bearer" = [])),
     params(("name" = String, Path)), request_body = Vec<String>,
     responses((status = 200, body = Updated), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
-async fn add_group_devices(State(st): State<AppState>, _u: UserAuth, Path(name): Path<String>, ApiJson(ids): ApiJson<Vec<String>>) -> ApiResult<axum::Json<Updated>> {
+async fn add_group_devices(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    Path(name): Path<String>,
+    ApiJson(ids): ApiJson<Vec<String>>,
+) -> ApiResult<axum::Json<Updated>> {
     check_group(&name)?;
     if ids.is_empty() || ids.len() > 10_000 {
         return Err(ApiError::bad_request("give 1 to 10000 device ids"));
     }
     let (u, m) = st.store.add_to_group(&name, &ids, now_us()).await?;
-    Ok(axum::Json(Updated { updated_count: u, matched_count: Some(m) }))
+    Ok(axum::Json(Updated {
+        updated_count: u,
+        matched_count: Some(m),
+    }))
 }
 
 /// Remove devices from a group.
 #[utoipa::path(delete, path = "/api/management/v1/inventory/groups/{name}/devices", tag = "inventory", security(("bearer" = [])),
     params(("name" = String, Path)), request_body = Vec<String>,
     responses((status = 200, body = Updated), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
-async fn remove_group_devices(State(st): State<AppState>, _u: UserAuth, Path(name): Path<String>, ApiJson(ids): ApiJson<Vec<String>>) -> ApiResult<axum::Json<Updated>> {
-    let n = st.store.remove_from_group(&name, Some(&ids), now_us()).await?;
-    Ok(axum::Json(Updated { updated_count: n, matched_count: None }))
+async fn remove_group_devices(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    Path(name): Path<String>,
+    ApiJson(ids): ApiJson<Vec<String>>,
+) -> ApiResult<axum::Json<Updated>> {
+    let n = st
+        .store
+        .remove_from_group(&name, Some(&ids), now_us())
+        .await?;
+    Ok(axum::Json(Updated {
+        updated_count: n,
+        matched_count: None,
+    }))
 }
 
 /// One v2 filter.
@@ -409,7 +527,11 @@ struct SearchBody {
 #[utoipa::path(post, path = "/api/management/v2/inventory/filters/search", tag = "inventory", security(("bearer" = [])),
     request_body = SearchBody,
     responses((status = 200, body = Vec<DeviceInventory>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
-async fn search_v2(State(st): State<AppState>, _u: UserAuth, ApiJson(b): ApiJson<SearchBody>) -> ApiResult<Response> {
+async fn search_v2(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    ApiJson(b): ApiJson<SearchBody>,
+) -> ApiResult<Response> {
     let page = Page::parse(
         b.page.map(|p| p.to_string()).as_deref(),
         b.per_page.map(|p| p.to_string()).as_deref(),
@@ -418,9 +540,17 @@ async fn search_v2(State(st): State<AppState>, _u: UserAuth, ApiJson(b): ApiJson
     let mut filters = Vec::new();
     for f in b.filters {
         if !SCOPES.contains(&f.scope.as_str()) {
-            return Err(ApiError::bad_request(format!("unknown scope {:?}", f.scope)));
+            return Err(ApiError::bad_request(format!(
+                "unknown scope {:?}",
+                f.scope
+            )));
         }
-        filters.push(Filter { scope: f.scope, attribute: f.attribute, op: f.op, value: f.value });
+        filters.push(Filter {
+            scope: f.scope,
+            attribute: f.attribute,
+            op: f.op,
+            value: f.value,
+        });
     }
     let sort = b.sort.into_iter().next().map(|s| {
         let desc = s.order.as_deref() != Some("asc");
@@ -439,7 +569,11 @@ async fn search_v2(State(st): State<AppState>, _u: UserAuth, ApiJson(b): ApiJson
     let mut items = load(&st, &ids).await?;
     if !b.attributes.is_empty() {
         for i in &mut items {
-            i.attributes.retain(|a| b.attributes.iter().any(|s| s.scope == a.scope && s.attribute == a.name));
+            i.attributes.retain(|a| {
+                b.attributes
+                    .iter()
+                    .any(|s| s.scope == a.scope && s.attribute == a.name)
+            });
         }
     }
     Ok(paged(&items, total, None))
@@ -455,17 +589,29 @@ struct AttributeName {
 /// Attribute names in use, with how many of the sampled devices have each.
 #[utoipa::path(get, path = "/api/management/v2/inventory/filters/attributes", tag = "inventory", security(("bearer" = [])),
     responses((status = 200, body = Vec<AttributeName>), (status = 401, body = ErrorBody)))]
-async fn filter_attributes(State(st): State<AppState>, _u: UserAuth) -> ApiResult<axum::Json<Vec<AttributeName>>> {
+async fn filter_attributes(
+    State(st): State<AppState>,
+    _u: UserAuth,
+) -> ApiResult<axum::Json<Vec<AttributeName>>> {
     // Sample the newest 500 devices.
-    let q = InventoryQuery { page: 1, per_page: 500, sort: Some(("system".into(), "created_ts".into(), true)), ..InventoryQuery::default() };
+    let q = InventoryQuery {
+        page: 1,
+        per_page: 500,
+        sort: Some(("system".into(), "created_ts".into(), true)),
+        ..InventoryQuery::default()
+    };
     let (ids, _) = st.store.search_inventory(&q).await?;
-    let mut counts: std::collections::BTreeMap<(String, String), u64> = std::collections::BTreeMap::new();
+    let mut counts: std::collections::BTreeMap<(String, String), u64> =
+        std::collections::BTreeMap::new();
     for i in load(&st, &ids).await? {
         for a in i.attributes {
             *counts.entry((a.scope, a.name)).or_default() += 1;
         }
     }
-    let mut out: Vec<_> = counts.into_iter().map(|((scope, name), count)| AttributeName { name, scope, count }).collect();
+    let mut out: Vec<_> = counts
+        .into_iter()
+        .map(|((scope, name), count)| AttributeName { name, scope, count })
+        .collect();
     out.sort_by(|a, b| b.count.cmp(&a.count).then(a.name.cmp(&b.name)));
     out.truncate(500);
     Ok(axum::Json(out))

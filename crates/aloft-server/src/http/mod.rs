@@ -13,19 +13,19 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::Router;
 use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::Router;
 use serde::de::DeserializeOwned;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::auth::{Keys, AUD_DEVICE, AUD_MANAGEMENT};
+use crate::auth::{AUD_DEVICE, AUD_MANAGEMENT, Keys};
 use crate::blobs::Blobs;
 use crate::error::{ApiError, ApiResult, REQUEST_ID};
 use crate::store::{Store, TokenKind};
@@ -56,7 +56,7 @@ impl Default for Settings {
             session_token_secs: 7 * 24 * 3600,
             download_link_secs: 24 * 3600,
             max_artifact_bytes: 10 << 30,
-            max_json_bytes: 1 << 20,
+            max_json_bytes: 4 << 20,
         }
     }
 }
@@ -91,7 +91,12 @@ impl Modify for Security {
         let comps = openapi.components.get_or_insert_with(Default::default);
         comps.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
         );
         comps.add_security_scheme(
             "basic",
@@ -121,16 +126,27 @@ pub fn app(state: AppState) -> Router {
             }),
         )
         .fallback(|| async { ApiError::not_found("no such route") })
-        .layer(axum::extract::DefaultBodyLimit::max(state.settings.max_json_bytes))
-        .layer(axum::middleware::from_fn(observe))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.settings.max_json_bytes,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.settings.max_json_bytes,
+            observe,
+        ))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             ApiError::internal("a handler panicked").into_response()
         }))
         .with_state(state)
 }
 
-/// Request id, access log and metrics around every request.
-async fn observe(req: Request, next: Next) -> Response {
+/// Request id, access log and metrics around every request. JSON bodies are read whole before
+/// the handler runs, so that a request refused early (401 before its body was looked at) still
+/// leaves the connection clean for the client's next request.
+async fn observe(
+    axum::extract::State(json_limit): axum::extract::State<usize>,
+    req: Request,
+    next: Next,
+) -> Response {
     let id = req
         .headers()
         .get("x-men-requestid")
@@ -142,10 +158,41 @@ async fn observe(req: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
     let method = req.method().clone();
+    let is_json = req
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| {
+            c.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        });
+    let req = if is_json {
+        let (parts, body) = req.into_parts();
+        match axum::body::to_bytes(body, json_limit).await {
+            Ok(bytes) => Request::from_parts(parts, axum::body::Body::from(bytes)),
+            Err(_) => {
+                return REQUEST_ID
+                    .scope(id, async {
+                        ApiError::new(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            format!("JSON body larger than {json_limit} bytes, or cut"),
+                        )
+                        .into_response()
+                    })
+                    .await;
+            }
+        }
+    } else {
+        req
+    };
     let start = Instant::now();
     let span = tracing::info_span!("request", request.id = %id, http.method = %method, http.route = %route);
     let mut resp = REQUEST_ID
-        .scope(id.clone(), tracing::Instrument::instrument(next.run(req), span.clone()))
+        .scope(
+            id.clone(),
+            tracing::Instrument::instrument(next.run(req), span.clone()),
+        )
         .await;
     let elapsed = start.elapsed();
     let status = resp.status().as_u16();
@@ -158,12 +205,21 @@ async fn observe(req: Request, next: Next) -> Response {
         ("status", status.to_string()),
     ];
     metrics::counter!("aloft_http_requests_total", &labels).increment(1);
-    metrics::histogram!("aloft_http_request_duration_seconds", &labels[..2]).record(elapsed.as_secs_f64());
+    metrics::histogram!("aloft_http_request_duration_seconds", &labels[..2])
+        .record(elapsed.as_secs_f64());
     let _g = span.enter();
     if status >= 500 {
-        tracing::error!(http.status = status, duration_ms = elapsed.as_millis(), "request failed");
+        tracing::error!(
+            http.status = status,
+            duration_ms = elapsed.as_millis(),
+            "request failed"
+        );
     } else {
-        tracing::debug!(http.status = status, duration_ms = elapsed.as_millis(), "request served");
+        tracing::debug!(
+            http.status = status,
+            duration_ms = elapsed.as_millis(),
+            "request served"
+        );
     }
     resp
 }
@@ -208,14 +264,20 @@ impl FromRequestParts<AppState> for DeviceAuth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = bearer(&parts.headers).ok_or_else(|| ApiError::unauthorized("missing device token"))?;
-        let claims = state.keys.verify(&token, AUD_DEVICE).map_err(ApiError::unauthorized)?;
+        let token =
+            bearer(&parts.headers).ok_or_else(|| ApiError::unauthorized("missing device token"))?;
+        let claims = state
+            .keys
+            .verify(&token, AUD_DEVICE)
+            .map_err(ApiError::unauthorized)?;
         let now = crate::time::now_us();
         match state.store.use_token(&claims.jti, now).await? {
             Some(t) if t.kind == TokenKind::Device && t.subject == claims.sub => {}
             _ => return Err(ApiError::unauthorized("token revoked")),
         }
-        Ok(Self { device_id: claims.sub })
+        Ok(Self {
+            device_id: claims.sub,
+        })
     }
 }
 
@@ -231,11 +293,17 @@ impl FromRequestParts<AppState> for UserAuth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = bearer(&parts.headers).ok_or_else(|| ApiError::unauthorized("missing token"))?;
-        let claims = state.keys.verify(&token, AUD_MANAGEMENT).map_err(ApiError::unauthorized)?;
+        let token =
+            bearer(&parts.headers).ok_or_else(|| ApiError::unauthorized("missing token"))?;
+        let claims = state
+            .keys
+            .verify(&token, AUD_MANAGEMENT)
+            .map_err(ApiError::unauthorized)?;
         let now = crate::time::now_us();
         match state.store.use_token(&claims.jti, now).await? {
-            Some(t) if matches!(t.kind, TokenKind::Session | TokenKind::Pat) && t.subject == claims.sub => {}
+            Some(t)
+                if matches!(t.kind, TokenKind::Session | TokenKind::Pat)
+                    && t.subject == claims.sub => {}
             _ => return Err(ApiError::unauthorized("token revoked")),
         }
         Ok(Self {
@@ -262,7 +330,9 @@ impl Page {
                 None => Ok(default),
                 Some(s) => match s.parse::<u64>() {
                     Ok(n) if n >= 1 && n <= max => Ok(n),
-                    _ => Err(ApiError::bad_request(format!("invalid {name} value: {s:?}"))),
+                    _ => Err(ApiError::bad_request(format!(
+                        "invalid {name} value: {s:?}"
+                    ))),
                 },
             }
         };
@@ -320,7 +390,8 @@ pub fn created(location: &str) -> Response {
 /// JSON with `X-Total-Count` and optionally `Link`.
 pub fn paged<T: serde::Serialize>(items: &T, total: u64, link: Option<String>) -> Response {
     let mut r = axum::Json(items).into_response();
-    r.headers_mut().insert("x-total-count", HeaderValue::from(total));
+    r.headers_mut()
+        .insert("x-total-count", HeaderValue::from(total));
     if let Some(l) = link.and_then(|l| HeaderValue::from_str(&l).ok()) {
         r.headers_mut().insert(axum::http::header::LINK, l);
     }
@@ -355,7 +426,10 @@ fn percent_decode(s: &str) -> String {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                match u8::from_str_radix(
+                    std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
+                    16,
+                ) {
                     Ok(b) => {
                         out.push(b);
                         i += 2;
@@ -372,7 +446,10 @@ fn percent_decode(s: &str) -> String {
 
 /// The first value of a query parameter.
 pub fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 #[cfg(test)]
@@ -387,7 +464,10 @@ mod tests {
         let p = Page::parse(Some("2"), Some("5"), 500).unwrap();
         assert_eq!((p.page, p.per_page), (2, 5));
         let link = p.link("/a", &[("tags/site".into(), "oslo".into())], true);
-        assert!(link.contains("</a?tags/site=oslo&page=1&per_page=5>; rel=\"first\""), "{link}");
+        assert!(
+            link.contains("</a?tags/site=oslo&page=1&per_page=5>; rel=\"first\""),
+            "{link}"
+        );
         assert!(link.contains("rel=\"prev\"") && link.contains("page=3"));
     }
 

@@ -1,7 +1,7 @@
 //! Health, readiness and Prometheus metrics.
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -51,9 +51,16 @@ async fn metrics_text(State(st): State<AppState>) -> Response {
     if let Ok(counts) = st.store.deployment_counts().await {
         for s in ["pending", "inprogress", "finished"] {
             let n = counts.get(s).copied().unwrap_or(0);
-            #[expect(clippy::cast_precision_loss, reason = "deployment counts fit f64 exactly")]
+            #[expect(
+                clippy::cast_precision_loss,
+                reason = "deployment counts fit f64 exactly"
+            )]
             metrics::gauge!("aloft_deployments", "status" => s).set(n as f64);
         }
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        handle.render(),
+    )
+        .into_response()
 }

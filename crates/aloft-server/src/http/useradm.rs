@@ -3,14 +3,14 @@
 use aloft_api::management::{ErrorBody, NewToken, NewUser, TokenInfo, User, UserUpdate};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{created, ApiJson, AppState, UserAuth};
-use crate::auth::{self, Claims, AUD_MANAGEMENT, ISSUER};
+use super::{ApiJson, AppState, UserAuth, created};
+use crate::auth::{self, AUD_MANAGEMENT, Claims, ISSUER};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{TokenKind, TokenRow, UserRow};
 use crate::time::{now_us, rfc3339, rfc3339_opt};
@@ -90,7 +90,10 @@ async fn password_ok(password: String, hash: String) -> bool {
 
 /// The optional body of a login.
 #[derive(serde::Deserialize, utoipa::ToSchema)]
-#[expect(dead_code, reason = "documents the body for OpenAPI; parsed leniently by hand")]
+#[expect(
+    dead_code,
+    reason = "documents the body for OpenAPI; parsed leniently by hand"
+)]
 struct LoginOptions {
     /// Ask for a token that never expires.
     no_expiry: Option<bool>,
@@ -107,7 +110,11 @@ async fn login(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> A
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
-        .and_then(|(_, b64)| base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok())
+        .and_then(|(_, b64)| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .ok()
+        })
         .and_then(|raw| String::from_utf8(raw).ok())
         .ok_or_else(|| ApiError::unauthorized("missing or malformed Basic credentials"))?;
     let (email, password) = creds
@@ -119,7 +126,9 @@ async fn login(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> A
     } else {
         let v: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))?;
-        v.get("no_expiry").and_then(serde_json::Value::as_bool).unwrap_or(false)
+        v.get("no_expiry")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false)
     };
     let Some(mut user) = st.store.user_by_email(&email.to_lowercase()).await? else {
         // Same work as a real check, so a missing user is not faster to detect.
@@ -145,33 +154,45 @@ const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$
 #[utoipa::path(post, path = "/api/management/v1/useradm/auth/logout", tag = "useradm",
     security(("bearer" = [])), responses((status = 202, description = "revoked"), (status = 401, body = ErrorBody)))]
 async fn logout(State(st): State<AppState>, user: UserAuth) -> ApiResult<StatusCode> {
-    st.store.delete_token(&user.jti, Some(&user.user_id)).await?;
+    st.store
+        .delete_token(&user.jti, Some(&user.user_id))
+        .await?;
     Ok(StatusCode::ACCEPTED)
 }
 
 /// List users.
 #[utoipa::path(get, path = "/api/management/v1/useradm/users", tag = "useradm", security(("bearer" = [])),
     responses((status = 200, body = Vec<User>), (status = 401, body = ErrorBody)))]
-async fn list_users(State(st): State<AppState>, _user: UserAuth) -> ApiResult<axum::Json<Vec<User>>> {
-    Ok(axum::Json(st.store.users().await?.iter().map(user_json).collect()))
+async fn list_users(
+    State(st): State<AppState>,
+    _user: UserAuth,
+) -> ApiResult<axum::Json<Vec<User>>> {
+    Ok(axum::Json(
+        st.store.users().await?.iter().map(user_json).collect(),
+    ))
 }
 
 /// Checks an e-mail address enough to refuse obvious garbage.
 fn check_email(email: &str) -> ApiResult<String> {
     let e = email.trim().to_lowercase();
     let valid = e.len() <= 254
-        && e.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.starts_with('.'))
+        && e.split_once('@')
+            .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.starts_with('.'))
         && !e.chars().any(char::is_whitespace);
     if valid {
         Ok(e)
     } else {
-        Err(ApiError::bad_request(format!("invalid email address {email:?}")))
+        Err(ApiError::bad_request(format!(
+            "invalid email address {email:?}"
+        )))
     }
 }
 
 fn check_password(p: &str) -> ApiResult<()> {
     if p.chars().count() < 8 {
-        return Err(ApiError::unprocessable("password too short: at least 8 characters"));
+        return Err(ApiError::unprocessable(
+            "password too short: at least 8 characters",
+        ));
     }
     if p.len() > 1024 {
         return Err(ApiError::bad_request("password too long"));
@@ -180,7 +201,11 @@ fn check_password(p: &str) -> ApiResult<()> {
 }
 
 /// Creates a user (also used by `aloft-server user create`).
-pub async fn create_user_row(store: &dyn crate::store::Store, email: &str, password: &str) -> ApiResult<UserRow> {
+pub async fn create_user_row(
+    store: &dyn crate::store::Store,
+    email: &str,
+    password: &str,
+) -> ApiResult<UserRow> {
     let email = check_email(email)?;
     check_password(password)?;
     let pw = password.to_owned();
@@ -206,21 +231,32 @@ pub async fn create_user_row(store: &dyn crate::store::Store, email: &str, passw
     request_body = NewUser,
     responses((status = 201, description = "created; Location: users/<id>"), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn create_user(State(st): State<AppState>, _user: UserAuth, ApiJson(new): ApiJson<NewUser>) -> ApiResult<Response> {
+async fn create_user(
+    State(st): State<AppState>,
+    _user: UserAuth,
+    ApiJson(new): ApiJson<NewUser>,
+) -> ApiResult<Response> {
     let u = create_user_row(st.store.as_ref(), &new.email, &new.password).await?;
     Ok(created(&format!("users/{}", u.id)))
 }
 
 async fn resolve_user(st: &AppState, me: &UserAuth, id: &str) -> ApiResult<UserRow> {
     let id = if id == "me" { me.user_id.as_str() } else { id };
-    st.store.user(id).await?.ok_or_else(|| ApiError::not_found("user not found"))
+    st.store
+        .user(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user not found"))
 }
 
 /// One user (`me` for oneself).
 #[utoipa::path(get, path = "/api/management/v1/useradm/users/{id}", tag = "useradm", security(("bearer" = [])),
     params(("id" = String, Path, description = "user id or `me`")),
     responses((status = 200, body = User), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn get_user(State(st): State<AppState>, me: UserAuth, Path(id): Path<String>) -> ApiResult<axum::Json<User>> {
+async fn get_user(
+    State(st): State<AppState>,
+    me: UserAuth,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<User>> {
     Ok(axum::Json(user_json(&resolve_user(&st, &me, &id).await?)))
 }
 
@@ -242,10 +278,9 @@ async fn update_user(
     if let Some(p) = &upd.password {
         check_password(p)?;
         if user.id == me.user_id {
-            let current = upd
-                .current_password
-                .clone()
-                .ok_or_else(|| ApiError::unprocessable("current_password is required to change your password"))?;
+            let current = upd.current_password.clone().ok_or_else(|| {
+                ApiError::unprocessable("current_password is required to change your password")
+            })?;
             if !password_ok(current, user.password_hash.clone()).await {
                 return Err(ApiError::unauthorized("current password is wrong"));
             }
@@ -265,7 +300,11 @@ async fn update_user(
 #[utoipa::path(delete, path = "/api/management/v1/useradm/users/{id}", tag = "useradm", security(("bearer" = [])),
     params(("id" = String, Path, description = "user id")),
     responses((status = 204, description = "deleted"), (status = 401, body = ErrorBody)))]
-async fn delete_user(State(st): State<AppState>, _me: UserAuth, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn delete_user(
+    State(st): State<AppState>,
+    _me: UserAuth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     st.store.delete_user(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -273,7 +312,10 @@ async fn delete_user(State(st): State<AppState>, _me: UserAuth, Path(id): Path<S
 /// The caller's personal access tokens (metadata only).
 #[utoipa::path(get, path = "/api/management/v1/useradm/settings/tokens", tag = "useradm", security(("bearer" = [])),
     responses((status = 200, body = Vec<TokenInfo>), (status = 401, body = ErrorBody)))]
-async fn list_tokens(State(st): State<AppState>, me: UserAuth) -> ApiResult<axum::Json<Vec<TokenInfo>>> {
+async fn list_tokens(
+    State(st): State<AppState>,
+    me: UserAuth,
+) -> ApiResult<axum::Json<Vec<TokenInfo>>> {
     let pats = st.store.pats(&me.user_id).await?;
     Ok(axum::Json(
         pats.into_iter()
@@ -294,16 +336,27 @@ async fn list_tokens(State(st): State<AppState>, me: UserAuth) -> ApiResult<axum
     responses((status = 200, description = "the token", content_type = "application/jwt", body = String),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 422, body = ErrorBody)))]
-async fn create_token(State(st): State<AppState>, me: UserAuth, ApiJson(new): ApiJson<NewToken>) -> ApiResult<Response> {
+async fn create_token(
+    State(st): State<AppState>,
+    me: UserAuth,
+    ApiJson(new): ApiJson<NewToken>,
+) -> ApiResult<Response> {
     if new.name.is_empty() || new.name.len() > 128 {
-        return Err(ApiError::bad_request("the token name must have 1 to 128 characters"));
+        return Err(ApiError::bad_request(
+            "the token name must have 1 to 128 characters",
+        ));
     }
     let lifetime = match new.expires_in {
         None | Some(0) => None,
         Some(s) if s <= 31_536_000 => Some(i64::try_from(s).unwrap_or(31_536_000)),
-        Some(_) => return Err(ApiError::bad_request("expires_in is at most 31536000 seconds")),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "expires_in is at most 31536000 seconds",
+            ));
+        }
     };
-    let token = issue_user_token(&st, &me.user_id, TokenKind::Pat, Some(new.name), lifetime).await?;
+    let token =
+        issue_user_token(&st, &me.user_id, TokenKind::Pat, Some(new.name), lifetime).await?;
     Ok(jwt_response(token))
 }
 
@@ -311,7 +364,11 @@ async fn create_token(State(st): State<AppState>, me: UserAuth, ApiJson(new): Ap
 #[utoipa::path(delete, path = "/api/management/v1/useradm/settings/tokens/{id}", tag = "useradm",
     security(("bearer" = [])), params(("id" = String, Path, description = "token id")),
     responses((status = 204, description = "revoked"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn delete_token(State(st): State<AppState>, me: UserAuth, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn delete_token(
+    State(st): State<AppState>,
+    me: UserAuth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     if st.store.delete_token(&id, Some(&me.user_id)).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -328,7 +385,10 @@ mod tests {
 
     #[test]
     fn emails() {
-        assert_eq!(super::check_email(" Ops@Example.com ").unwrap(), "ops@example.com");
+        assert_eq!(
+            super::check_email(" Ops@Example.com ").unwrap(),
+            "ops@example.com"
+        );
         assert!(super::check_email("nope").is_err());
         assert!(super::check_email("a b@c.d").is_err());
     }

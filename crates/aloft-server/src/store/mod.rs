@@ -349,8 +349,12 @@ pub trait Store: Send + Sync {
     async fn delete_user(&self, id: &str) -> StoreResult<bool>;
     /// Records a token; for sessions keeps at most `keep_sessions` per user (oldest dropped);
     /// for PATs `Conflict` on a duplicate name and `Rule` above `max_pats`.
-    async fn insert_token(&self, token: &TokenRow, keep_sessions: u64, max_pats: u64)
-    -> StoreResult<()>;
+    async fn insert_token(
+        &self,
+        token: &TokenRow,
+        keep_sessions: u64,
+        max_pats: u64,
+    ) -> StoreResult<()>;
     /// The token, if still honoured; records its use.
     async fn use_token(&self, jti: &str, now: i64) -> StoreResult<Option<TokenRow>>;
     /// Revokes a token of a subject (any subject when `None`).
@@ -502,8 +506,10 @@ pub trait Store: Send + Sync {
         per_page: u64,
     ) -> StoreResult<(Vec<DeviceDeploymentRow>, u64)>;
     /// The device's unfinished device deployments, oldest deployment first.
-    async fn open_device_deployments(&self, device_id: &str)
-    -> StoreResult<Vec<DeviceDeploymentRow>>;
+    async fn open_device_deployments(
+        &self,
+        device_id: &str,
+    ) -> StoreResult<Vec<DeviceDeploymentRow>>;
     /// Compatible artifacts of a release for a device type, newest first.
     async fn artifacts_for(&self, name: &str, device_type: &str) -> StoreResult<Vec<ArtifactRow>>;
     /// Hands a deployment to a device: sets the artifact and `started` (status unchanged), or

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::Value;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
 
 use super::{
@@ -26,9 +28,10 @@ pub struct SqliteStore {
 #[expect(clippy::needless_pass_by_value, reason = "used as map_err(db)")]
 fn db(e: sqlx::Error) -> StoreError {
     if let sqlx::Error::Database(d) = &e
-        && d.is_unique_violation() {
-            return StoreError::Conflict(d.message().to_owned());
-        }
+        && d.is_unique_violation()
+    {
+        return StoreError::Conflict(d.message().to_owned());
+    }
     StoreError::Backend(e.to_string())
 }
 
@@ -53,7 +56,10 @@ fn limits(page: u64, per_page: u64) -> (i64, i64) {
     if page == 0 {
         (-1, 0)
     } else {
-        (as_i64(per_page), as_i64((page - 1).saturating_mul(per_page)))
+        (
+            as_i64(per_page),
+            as_i64((page - 1).saturating_mul(per_page)),
+        )
     }
 }
 
@@ -130,12 +136,15 @@ impl SqliteStore {
         let sets = qb.build().fetch_all(&self.pool).await.map_err(db)?;
         let mut by_dev: BTreeMap<String, Vec<AuthSetRow>> = BTreeMap::new();
         for s in sets {
-            by_dev.entry(s.get("device_id")).or_default().push(AuthSetRow {
-                id: s.get("id"),
-                pubkey: s.get("pubkey"),
-                status: s.get("status"),
-                ts: s.get("ts"),
-            });
+            by_dev
+                .entry(s.get("device_id"))
+                .or_default()
+                .push(AuthSetRow {
+                    id: s.get("id"),
+                    pubkey: s.get("pubkey"),
+                    status: s.get("status"),
+                    ts: s.get("ts"),
+                });
         }
         for d in &mut out {
             d.auth_sets = by_dev.remove(&d.id).unwrap_or_default();
@@ -344,7 +353,10 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db)?;
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
         Ok(())
     }
 
@@ -430,16 +442,25 @@ impl Store for SqliteStore {
         Ok(n > 0)
     }
 
-    async fn insert_token(&self, t: &TokenRow, keep_sessions: u64, max_pats: u64) -> StoreResult<()> {
+    async fn insert_token(
+        &self,
+        t: &TokenRow,
+        keep_sessions: u64,
+        max_pats: u64,
+    ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         if t.kind == TokenKind::Pat {
-            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tokens WHERE subject = ? AND kind = 'pat'")
-                .bind(&t.subject)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db)?;
+            let n: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM tokens WHERE subject = ? AND kind = 'pat'",
+            )
+            .bind(&t.subject)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
             if count(n) >= max_pats {
-                return Err(StoreError::Rule(format!("maximum number of personal access tokens ({max_pats}) reached")));
+                return Err(StoreError::Rule(format!(
+                    "maximum number of personal access tokens ({max_pats}) reached"
+                )));
             }
         }
         sqlx::query(
@@ -521,21 +542,30 @@ impl Store for SqliteStore {
     }
 
     async fn pats(&self, user_id: &str) -> StoreResult<Vec<TokenRow>> {
-        let rows = sqlx::query("SELECT * FROM tokens WHERE subject = ? AND kind = 'pat' ORDER BY created_ts")
-            .bind(user_id)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
+        let rows = sqlx::query(
+            "SELECT * FROM tokens WHERE subject = ? AND kind = 'pat' ORDER BY created_ts",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
         Ok(rows.iter().map(token_from_row).collect())
     }
 
-    async fn auth_request(&self, hash: &str, identity: &Value, pubkey: &str, now: i64) -> StoreResult<AuthOutcome> {
+    async fn auth_request(
+        &self,
+        hash: &str,
+        identity: &Value,
+        pubkey: &str,
+        now: i64,
+    ) -> StoreResult<AuthOutcome> {
         let mut tx = self.begin().await?;
-        let existing: Option<String> = sqlx::query_scalar("SELECT id FROM devices WHERE identity_hash = ?")
-            .bind(hash)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?;
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT id FROM devices WHERE identity_hash = ?")
+                .bind(hash)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
         let device_id = if let Some(id) = existing {
             id
         } else {
@@ -603,11 +633,12 @@ impl Store for SqliteStore {
         now: i64,
     ) -> StoreResult<Result<String, String>> {
         let mut tx = self.begin().await?;
-        let existing: Option<String> = sqlx::query_scalar("SELECT id FROM devices WHERE identity_hash = ?")
-            .bind(hash)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?;
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT id FROM devices WHERE identity_hash = ?")
+                .bind(hash)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
         let device_id = match existing {
             Some(id) if !force => return Ok(Err(id)),
             Some(id) => id,
@@ -653,7 +684,13 @@ impl Store for SqliteStore {
         Ok(self.load_devices(rows).await?.pop())
     }
 
-    async fn devices(&self, status: Option<&[String]>, ids: &[String], page: u64, per_page: u64) -> StoreResult<Vec<DeviceRow>> {
+    async fn devices(
+        &self,
+        status: Option<&[String]>,
+        ids: &[String],
+        page: u64,
+        per_page: u64,
+    ) -> StoreResult<Vec<DeviceRow>> {
         let mut qb = QueryBuilder::<Sqlite>::new("SELECT * FROM devices WHERE 1 = 1");
         if let Some(st) = status {
             qb.push(" AND status IN (");
@@ -672,41 +709,54 @@ impl Store for SqliteStore {
             qb.push(")");
         }
         let (limit, offset) = limits(page, per_page);
-        qb.push(" ORDER BY created_ts, id LIMIT ").push_bind(limit).push(" OFFSET ").push_bind(offset);
+        qb.push(" ORDER BY created_ts, id LIMIT ")
+            .push_bind(limit)
+            .push(" OFFSET ")
+            .push_bind(offset);
         let rows = qb.build().fetch_all(&self.pool).await.map_err(db)?;
         self.load_devices(rows).await
     }
 
     async fn count_devices(&self, st: Option<&str>) -> StoreResult<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE ? IS NULL OR status = ?")
-            .bind(st)
-            .bind(st)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db)?;
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE ? IS NULL OR status = ?")
+                .bind(st)
+                .bind(st)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db)?;
         Ok(count(n))
     }
 
     async fn device_counts(&self) -> StoreResult<BTreeMap<String, u64>> {
-        let rows: Vec<(String, i64)> = sqlx::query_as("SELECT status, COUNT(*) FROM devices GROUP BY status")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, COUNT(*) FROM devices GROUP BY status")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
         Ok(rows.into_iter().map(|(s, n)| (s, count(n))).collect())
     }
 
-    async fn set_auth_status(&self, device_id: &str, auth_id: &str, new: &str, now: i64) -> StoreResult<()> {
+    async fn set_auth_status(
+        &self,
+        device_id: &str,
+        auth_id: &str,
+        new: &str,
+        now: i64,
+    ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        let set: Option<(String, String)> = sqlx::query_as("SELECT device_id, status FROM auth_sets WHERE id = ?")
-            .bind(auth_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?;
-        let device_exists: Option<String> = sqlx::query_scalar("SELECT id FROM devices WHERE id = ?")
-            .bind(device_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?;
+        let set: Option<(String, String)> =
+            sqlx::query_as("SELECT device_id, status FROM auth_sets WHERE id = ?")
+                .bind(auth_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+        let device_exists: Option<String> =
+            sqlx::query_scalar("SELECT id FROM devices WHERE id = ?")
+                .bind(device_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
         if device_exists.is_none() {
             return Err(StoreError::NotFound("device not found".into()));
         }
@@ -714,13 +764,17 @@ impl Store for SqliteStore {
             return Err(StoreError::NotFound("authentication set not found".into()));
         };
         if owner != device_id {
-            return Err(StoreError::Invalid("the authentication set belongs to another device".into()));
+            return Err(StoreError::Invalid(
+                "the authentication set belongs to another device".into(),
+            ));
         }
         if current == new {
             return Ok(());
         }
         if current == "preauthorized" {
-            return Err(StoreError::Invalid("a preauthorized set cannot change status by hand".into()));
+            return Err(StoreError::Invalid(
+                "a preauthorized set cannot change status by hand".into(),
+            ));
         }
         if new == "accepted" {
             sqlx::query("UPDATE auth_sets SET status = 'rejected' WHERE device_id = ? AND status = 'accepted'")
@@ -749,12 +803,13 @@ impl Store for SqliteStore {
 
     async fn delete_auth_set(&self, device_id: &str, auth_id: &str, now: i64) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        let st: Option<String> = sqlx::query_scalar("SELECT status FROM auth_sets WHERE id = ? AND device_id = ?")
-            .bind(auth_id)
-            .bind(device_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?;
+        let st: Option<String> =
+            sqlx::query_scalar("SELECT status FROM auth_sets WHERE id = ? AND device_id = ?")
+                .bind(auth_id)
+                .bind(device_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
         let Some(st) = st else {
             return Err(StoreError::NotFound("authentication set not found".into()));
         };
@@ -823,7 +878,13 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn put_inventory(&self, device_id: &str, attrs: &[(String, Value)], replace: bool, now: i64) -> StoreResult<()> {
+    async fn put_inventory(
+        &self,
+        device_id: &str,
+        attrs: &[(String, Value)],
+        replace: bool,
+        now: i64,
+    ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         if replace {
             sqlx::query("DELETE FROM attributes WHERE device_id = ? AND scope = 'inventory'")
@@ -891,7 +952,13 @@ impl Store for SqliteStore {
             .collect())
     }
 
-    async fn put_tags(&self, device_id: &str, tags: &[(String, String, Option<String>)], replace: bool, now: i64) -> StoreResult<()> {
+    async fn put_tags(
+        &self,
+        device_id: &str,
+        tags: &[(String, String, Option<String>)],
+        replace: bool,
+        now: i64,
+    ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         let exists: Option<String> = sqlx::query_scalar("SELECT id FROM devices WHERE id = ?")
             .bind(device_id)
@@ -963,7 +1030,11 @@ impl Store for SqliteStore {
         };
         let mut cq = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM devices d WHERE 1 = 1");
         build(&mut cq)?;
-        let total: i64 = cq.build_query_scalar().fetch_one(&self.pool).await.map_err(db)?;
+        let total: i64 = cq
+            .build_query_scalar()
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
 
         let mut qb = QueryBuilder::<Sqlite>::new("SELECT d.id FROM devices d WHERE 1 = 1");
         build(&mut qb)?;
@@ -992,8 +1063,15 @@ impl Store for SqliteStore {
             qb.push("d.created_ts, d.id");
         }
         let (limit, offset) = limits(q.page, q.per_page);
-        qb.push(" LIMIT ").push_bind(limit).push(" OFFSET ").push_bind(offset);
-        let ids: Vec<String> = qb.build_query_scalar().fetch_all(&self.pool).await.map_err(db)?;
+        qb.push(" LIMIT ")
+            .push_bind(limit)
+            .push(" OFFSET ")
+            .push_bind(offset);
+        let ids: Vec<String> = qb
+            .build_query_scalar()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
         Ok((ids, count(total)))
     }
 
@@ -1013,11 +1091,12 @@ impl Store for SqliteStore {
         let mut tx = self.begin().await?;
         let (mut updated, mut matched) = (0, 0);
         for id in ids {
-            let cur: Option<Option<String>> = sqlx::query_scalar("SELECT group_name FROM devices WHERE id = ?")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db)?;
+            let cur: Option<Option<String>> =
+                sqlx::query_scalar("SELECT group_name FROM devices WHERE id = ?")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db)?;
             if let Some(cur) = cur {
                 matched += 1;
                 if cur.as_deref() != Some(group) {
@@ -1036,9 +1115,17 @@ impl Store for SqliteStore {
         Ok((updated, matched))
     }
 
-    async fn remove_from_group(&self, group: &str, ids: Option<&[String]>, now: i64) -> StoreResult<u64> {
-        let mut qb = QueryBuilder::<Sqlite>::new("UPDATE devices SET group_name = NULL, updated_ts = ");
-        qb.push_bind(now).push(" WHERE group_name = ").push_bind(group.to_owned());
+    async fn remove_from_group(
+        &self,
+        group: &str,
+        ids: Option<&[String]>,
+        now: i64,
+    ) -> StoreResult<u64> {
+        let mut qb =
+            QueryBuilder::<Sqlite>::new("UPDATE devices SET group_name = NULL, updated_ts = ");
+        qb.push_bind(now)
+            .push(" WHERE group_name = ")
+            .push_bind(group.to_owned());
         if let Some(ids) = ids {
             if ids.is_empty() {
                 return Ok(0);
@@ -1050,7 +1137,12 @@ impl Store for SqliteStore {
             }
             qb.push(")");
         }
-        let n = qb.build().execute(&self.pool).await.map_err(db)?.rows_affected();
+        let n = qb
+            .build()
+            .execute(&self.pool)
+            .await
+            .map_err(db)?
+            .rows_affected();
         Ok(n)
     }
 
@@ -1060,7 +1152,10 @@ impl Store for SqliteStore {
         } else {
             "SELECT DISTINCT group_name FROM devices WHERE group_name IS NOT NULL ORDER BY 1"
         };
-        sqlx::query_scalar(sql).fetch_all(&self.pool).await.map_err(db)
+        sqlx::query_scalar(sql)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)
     }
 
     async fn insert_artifact(&self, a: &ArtifactRow) -> StoreResult<()> {
@@ -1122,7 +1217,8 @@ impl Store for SqliteStore {
                 qb.push(" AND name = ").push_bind(n.clone());
             }
             if let Some(d) = &q.description {
-                qb.push(" AND description LIKE ").push_bind(format!("%{}%", d.replace(['%', '_'], "")));
+                qb.push(" AND description LIKE ")
+                    .push_bind(format!("%{}%", d.replace(['%', '_'], "")));
             }
             if let Some(t) = &q.device_type {
                 qb.push(" AND id IN (SELECT artifact_id FROM artifact_device_types WHERE device_type = ")
@@ -1132,27 +1228,41 @@ impl Store for SqliteStore {
         };
         let mut cq = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM artifacts WHERE 1 = 1");
         build(&mut cq);
-        let total: i64 = cq.build_query_scalar().fetch_one(&self.pool).await.map_err(db)?;
+        let total: i64 = cq
+            .build_query_scalar()
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
         let mut qb = QueryBuilder::<Sqlite>::new("SELECT * FROM artifacts WHERE 1 = 1");
         build(&mut qb);
-        let col = if q.sort.0 == "modified" { "modified" } else { "name" };
+        let col = if q.sort.0 == "modified" {
+            "modified"
+        } else {
+            "name"
+        };
         let dir = if q.sort.1 { "DESC" } else { "ASC" };
         qb.push(format!(" ORDER BY {col} {dir}, id"));
         let (limit, offset) = limits(q.page, q.per_page);
-        qb.push(" LIMIT ").push_bind(limit).push(" OFFSET ").push_bind(offset);
+        qb.push(" LIMIT ")
+            .push_bind(limit)
+            .push(" OFFSET ")
+            .push_bind(offset);
         let rows = qb.build().fetch_all(&self.pool).await.map_err(db)?;
         Ok((rows.iter().map(artifact_from_row).collect(), count(total)))
     }
 
     async fn set_artifact_description(&self, id: &str, description: &str) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        let used: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM device_deployments WHERE artifact_id = ?")
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db)?;
+        let used: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM device_deployments WHERE artifact_id = ?")
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db)?;
         if used > 0 {
-            return Err(StoreError::Rule("the artifact has been used in a deployment".into()));
+            return Err(StoreError::Rule(
+                "the artifact has been used in a deployment".into(),
+            ));
         }
         let n = sqlx::query("UPDATE artifacts SET description = ? WHERE id = ?")
             .bind(description)
@@ -1191,7 +1301,9 @@ impl Store for SqliteStore {
         .await
         .map_err(db)?;
         if active > 0 {
-            return Err(StoreError::Conflict("Artifact is used in active deployment".into()));
+            return Err(StoreError::Conflict(
+                "Artifact is used in active deployment".into(),
+            ));
         }
         sqlx::query("DELETE FROM artifacts WHERE id = ?")
             .bind(id)
@@ -1216,15 +1328,24 @@ impl Store for SqliteStore {
         Ok(n > 0)
     }
 
-    async fn create_deployment(&self, d: &DeploymentRow, devices: &[String], fingerprint: &str) -> StoreResult<()> {
+    async fn create_deployment(
+        &self,
+        d: &DeploymentRow,
+        devices: &[String],
+        fingerprint: &str,
+    ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        let dup: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deployments WHERE fingerprint = ? AND status <> 'finished'")
-            .bind(fingerprint)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db)?;
+        let dup: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM deployments WHERE fingerprint = ? AND status <> 'finished'",
+        )
+        .bind(fingerprint)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
         if dup > 0 {
-            return Err(StoreError::Conflict("a deployment with the same parameters is already in progress".into()));
+            return Err(StoreError::Conflict(
+                "a deployment with the same parameters is already in progress".into(),
+            ));
         }
         sqlx::query(
             "INSERT INTO deployments (id, name, artifact_name, created, status, groups_json, force_installation, all_devices, fingerprint) \
@@ -1278,7 +1399,11 @@ impl Store for SqliteStore {
             }
             if let Some(s) = q.search.as_deref().filter(|s| !s.is_empty()) {
                 let like = format!("%{}%", s.replace(['%', '_'], ""));
-                qb.push(" AND (name LIKE ").push_bind(like.clone()).push(" OR artifact_name LIKE ").push_bind(like).push(")");
+                qb.push(" AND (name LIKE ")
+                    .push_bind(like.clone())
+                    .push(" OR artifact_name LIKE ")
+                    .push_bind(like)
+                    .push(")");
             }
             if let Some(b) = q.created_before {
                 qb.push(" AND created <= ").push_bind(b);
@@ -1289,12 +1414,23 @@ impl Store for SqliteStore {
         };
         let mut cq = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM deployments WHERE 1 = 1");
         build(&mut cq);
-        let total: i64 = cq.build_query_scalar().fetch_one(&self.pool).await.map_err(db)?;
+        let total: i64 = cq
+            .build_query_scalar()
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
         let mut qb = QueryBuilder::<Sqlite>::new("SELECT * FROM deployments WHERE 1 = 1");
         build(&mut qb);
-        qb.push(if q.ascending { " ORDER BY created ASC, id" } else { " ORDER BY created DESC, id" });
+        qb.push(if q.ascending {
+            " ORDER BY created ASC, id"
+        } else {
+            " ORDER BY created DESC, id"
+        });
         let (limit, offset) = limits(q.page, q.per_page);
-        qb.push(" LIMIT ").push_bind(limit).push(" OFFSET ").push_bind(offset);
+        qb.push(" LIMIT ")
+            .push_bind(limit)
+            .push(" OFFSET ")
+            .push_bind(offset);
         let rows = qb.build().fetch_all(&self.pool).await.map_err(db)?;
         Ok((rows.iter().map(deployment_from_row).collect(), count(total)))
     }
@@ -1338,10 +1474,11 @@ impl Store for SqliteStore {
     }
 
     async fn deployment_counts(&self) -> StoreResult<BTreeMap<String, u64>> {
-        let rows: Vec<(String, i64)> = sqlx::query_as("SELECT status, COUNT(*) FROM deployments GROUP BY status")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, COUNT(*) FROM deployments GROUP BY status")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
         Ok(rows.into_iter().map(|(s, n)| (s, count(n))).collect())
     }
 
@@ -1412,45 +1549,82 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn device_deployments(&self, deployment_id: &str, st: Option<&str>, page: u64, per_page: u64) -> StoreResult<(Vec<DeviceDeploymentRow>, u64)> {
-        let mut cq = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM device_deployments WHERE deployment_id = ");
+    async fn device_deployments(
+        &self,
+        deployment_id: &str,
+        st: Option<&str>,
+        page: u64,
+        per_page: u64,
+    ) -> StoreResult<(Vec<DeviceDeploymentRow>, u64)> {
+        let mut cq = QueryBuilder::<Sqlite>::new(
+            "SELECT COUNT(*) FROM device_deployments WHERE deployment_id = ",
+        );
         cq.push_bind(deployment_id.to_owned());
         if let Some(s) = st {
             push_status_filter(&mut cq, s);
         }
-        let total: i64 = cq.build_query_scalar().fetch_one(&self.pool).await.map_err(db)?;
-        let mut qb = QueryBuilder::<Sqlite>::new(format!("SELECT {DD_COLUMNS} FROM device_deployments WHERE deployment_id = "));
+        let total: i64 = cq
+            .build_query_scalar()
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        let mut qb = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {DD_COLUMNS} FROM device_deployments WHERE deployment_id = "
+        ));
         qb.push_bind(deployment_id.to_owned());
         if let Some(s) = st {
             push_status_filter(&mut qb, s);
         }
         qb.push(" ORDER BY created, device_id");
         let (limit, offset) = limits(page, per_page);
-        qb.push(" LIMIT ").push_bind(limit).push(" OFFSET ").push_bind(offset);
+        qb.push(" LIMIT ")
+            .push_bind(limit)
+            .push(" OFFSET ")
+            .push_bind(offset);
         let rows = qb.build().fetch_all(&self.pool).await.map_err(db)?;
         Ok((rows.iter().map(dd_from_row).collect(), count(total)))
     }
 
-    async fn device_history(&self, device_id: &str, st: Option<&str>, page: u64, per_page: u64) -> StoreResult<(Vec<DeviceDeploymentRow>, u64)> {
-        let mut cq = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM device_deployments WHERE device_id = ");
+    async fn device_history(
+        &self,
+        device_id: &str,
+        st: Option<&str>,
+        page: u64,
+        per_page: u64,
+    ) -> StoreResult<(Vec<DeviceDeploymentRow>, u64)> {
+        let mut cq = QueryBuilder::<Sqlite>::new(
+            "SELECT COUNT(*) FROM device_deployments WHERE device_id = ",
+        );
         cq.push_bind(device_id.to_owned());
         if let Some(s) = st {
             push_status_filter(&mut cq, s);
         }
-        let total: i64 = cq.build_query_scalar().fetch_one(&self.pool).await.map_err(db)?;
-        let mut qb = QueryBuilder::<Sqlite>::new(format!("SELECT {DD_COLUMNS} FROM device_deployments WHERE device_id = "));
+        let total: i64 = cq
+            .build_query_scalar()
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        let mut qb = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {DD_COLUMNS} FROM device_deployments WHERE device_id = "
+        ));
         qb.push_bind(device_id.to_owned());
         if let Some(s) = st {
             push_status_filter(&mut qb, s);
         }
         qb.push(" ORDER BY created DESC, id");
         let (limit, offset) = limits(page, per_page);
-        qb.push(" LIMIT ").push_bind(limit).push(" OFFSET ").push_bind(offset);
+        qb.push(" LIMIT ")
+            .push_bind(limit)
+            .push(" OFFSET ")
+            .push_bind(offset);
         let rows = qb.build().fetch_all(&self.pool).await.map_err(db)?;
         Ok((rows.iter().map(dd_from_row).collect(), count(total)))
     }
 
-    async fn open_device_deployments(&self, device_id: &str) -> StoreResult<Vec<DeviceDeploymentRow>> {
+    async fn open_device_deployments(
+        &self,
+        device_id: &str,
+    ) -> StoreResult<Vec<DeviceDeploymentRow>> {
         let rows = sqlx::query(&format!(
             "SELECT {DD_COLUMNS} FROM device_deployments WHERE device_id = ? AND status NOT IN \
              ('success','failure','noartifact','already-installed','aborted','decommissioned') ORDER BY created, id"
@@ -1475,13 +1649,20 @@ impl Store for SqliteStore {
         Ok(rows.iter().map(artifact_from_row).collect())
     }
 
-    async fn assign(&self, dd_id: &str, artifact_id: Option<&str>, final_status: Option<&str>, now: i64) -> StoreResult<()> {
+    async fn assign(
+        &self,
+        dd_id: &str,
+        artifact_id: Option<&str>,
+        final_status: Option<&str>,
+        now: i64,
+    ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        let dep: Option<String> = sqlx::query_scalar("SELECT deployment_id FROM device_deployments WHERE id = ?")
-            .bind(dd_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?;
+        let dep: Option<String> =
+            sqlx::query_scalar("SELECT deployment_id FROM device_deployments WHERE id = ?")
+                .bind(dd_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
         let Some(dep) = dep else {
             return Err(StoreError::NotFound("device deployment not found".into()));
         };
@@ -1502,17 +1683,27 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(db)
     }
 
-    async fn report_status(&self, deployment_id: &str, device_id: &str, new: &str, substate: Option<&str>, now: i64) -> StoreResult<StatusOutcome> {
+    async fn report_status(
+        &self,
+        deployment_id: &str,
+        device_id: &str,
+        new: &str,
+        substate: Option<&str>,
+        now: i64,
+    ) -> StoreResult<StatusOutcome> {
         let mut tx = self.begin().await?;
-        let cur: Option<String> =
-            sqlx::query_scalar("SELECT status FROM device_deployments WHERE deployment_id = ? AND device_id = ?")
-                .bind(deployment_id)
-                .bind(device_id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db)?;
+        let cur: Option<String> = sqlx::query_scalar(
+            "SELECT status FROM device_deployments WHERE deployment_id = ? AND device_id = ?",
+        )
+        .bind(deployment_id)
+        .bind(device_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
         let Some(cur) = cur else {
-            return Err(StoreError::NotFound("deployment not found for this device".into()));
+            return Err(StoreError::NotFound(
+                "deployment not found for this device".into(),
+            ));
         };
         if cur == status::ABORTED || cur == status::DECOMMISSIONED {
             return Ok(StatusOutcome::Aborted);
@@ -1521,7 +1712,9 @@ impl Store for SqliteStore {
             if cur == new {
                 return Ok(StatusOutcome::Recorded);
             }
-            return Err(StoreError::Rule(format!("the deployment already ended with status {cur}")));
+            return Err(StoreError::Rule(format!(
+                "the deployment already ended with status {cur}"
+            )));
         }
         let fin = status::is_final(new).then_some(now);
         sqlx::query(
@@ -1543,28 +1736,33 @@ impl Store for SqliteStore {
     }
 
     async fn put_log(&self, deployment_id: &str, device_id: &str, log: &str) -> StoreResult<()> {
-        let n = sqlx::query("UPDATE device_deployments SET log = ? WHERE deployment_id = ? AND device_id = ?")
-            .bind(log)
-            .bind(deployment_id)
-            .bind(device_id)
-            .execute(&self.pool)
-            .await
-            .map_err(db)?
-            .rows_affected();
+        let n = sqlx::query(
+            "UPDATE device_deployments SET log = ? WHERE deployment_id = ? AND device_id = ?",
+        )
+        .bind(log)
+        .bind(deployment_id)
+        .bind(device_id)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?
+        .rows_affected();
         if n == 0 {
-            return Err(StoreError::NotFound("deployment not found for this device".into()));
+            return Err(StoreError::NotFound(
+                "deployment not found for this device".into(),
+            ));
         }
         Ok(())
     }
 
     async fn log(&self, deployment_id: &str, device_id: &str) -> StoreResult<Option<String>> {
-        let r: Option<Option<String>> =
-            sqlx::query_scalar("SELECT log FROM device_deployments WHERE deployment_id = ? AND device_id = ?")
-                .bind(deployment_id)
-                .bind(device_id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db)?;
+        let r: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT log FROM device_deployments WHERE deployment_id = ? AND device_id = ?",
+        )
+        .bind(deployment_id)
+        .bind(device_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
         Ok(r.flatten())
     }
 }
@@ -1618,7 +1816,11 @@ fn push_filter(qb: &mut QueryBuilder<'_, Sqlite>, f: &super::Filter) -> StoreRes
         "$eq" | "$in" | "$ne" | "$nin" => {
             let negate = matches!(op, "$ne" | "$nin");
             // A missing attribute is "not equal": NOT COALESCE(NULL, 0) holds.
-            qb.push(if negate { " AND NOT COALESCE((" } else { " AND ((" });
+            qb.push(if negate {
+                " AND NOT COALESCE(("
+            } else {
+                " AND (("
+            });
             let mut first = true;
             for v in &values {
                 let text = serde_json::to_string(v).unwrap_or_default();
@@ -1629,11 +1831,15 @@ fn push_filter(qb: &mut QueryBuilder<'_, Sqlite>, f: &super::Filter) -> StoreRes
                 // A scalar equals the value, or a list contains it.
                 qb.push("(");
                 exists_clause(qb);
-                qb.push(" = ").push_bind(text.clone()).push(" OR EXISTS (SELECT 1 FROM json_each(");
+                qb.push(" = ")
+                    .push_bind(text.clone())
+                    .push(" OR EXISTS (SELECT 1 FROM json_each(");
                 exists_clause(qb);
                 qb.push(") j WHERE json_type(");
                 exists_clause(qb);
-                qb.push(") = 'array' AND json_quote(j.value) = ").push_bind(text).push("))");
+                qb.push(") = 'array' AND json_quote(j.value) = ")
+                    .push_bind(text)
+                    .push("))");
             }
             if first {
                 qb.push("0");
@@ -1657,10 +1863,18 @@ fn push_filter(qb: &mut QueryBuilder<'_, Sqlite>, f: &super::Filter) -> StoreRes
                 Value::String(s) => {
                     qb.push_bind(s.clone());
                 }
-                _ => return Err(StoreError::Invalid(format!("{op} needs a number or a string"))),
+                _ => {
+                    return Err(StoreError::Invalid(format!(
+                        "{op} needs a number or a string"
+                    )));
+                }
             }
         }
-        other => return Err(StoreError::Invalid(format!("unknown filter type {other:?}"))),
+        other => {
+            return Err(StoreError::Invalid(format!(
+                "unknown filter type {other:?}"
+            )));
+        }
     }
     Ok(())
 }
@@ -1674,7 +1888,10 @@ mod tests {
         assert_eq!(derive_status(&[]), "noauth");
         assert_eq!(derive_status(&["rejected", "pending"]), "pending");
         assert_eq!(derive_status(&["pending", "accepted"]), "accepted");
-        assert_eq!(derive_status(&["preauthorized", "pending"]), "preauthorized");
+        assert_eq!(
+            derive_status(&["preauthorized", "pending"]),
+            "preauthorized"
+        );
         assert_eq!(derive_status(&["rejected"]), "rejected");
     }
 }

@@ -1,0 +1,7 @@
+//! Integration tests of aloft-server: a real server on loopback, real clients.
+
+mod common;
+mod deployments;
+mod hostile;
+mod management;
+mod mender_client;
