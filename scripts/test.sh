@@ -2,7 +2,7 @@
 # Runs every test of aloft, on a fresh Debian machine too: installs what the tests need first
 # (Debian's mender-artifact 3.9 as the compatibility judge, libubootenv-tool and grub-common for
 # the bootloader environments, mender-client for its Update Modules, cargo-fuzz for the fuzz
-# targets).
+# targets, schemathesis from PyPI for the server's API).
 #   FUZZ_SECONDS=N  how long each fuzz target runs (default 30; 0 builds them only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +15,9 @@ command -v fw_printenv >/dev/null || need+=(libubootenv-tool)
 command -v grub-editenv >/dev/null || need+=(grub-common)
 # Debian's Update Modules (single-file, directory, script) and their artifact generators.
 [ -x /usr/share/mender/modules/v3/single-file ] || need+=(mender-client)
+# The real Mender client daemon, for the server's end-to-end test.
+command -v mender >/dev/null || need+=(mender-client)
+command -v curl >/dev/null || need+=(curl)
 command -v cc >/dev/null || need+=(build-essential)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 if ((${#need[@]})); then
@@ -45,6 +48,12 @@ for crate in aloft-artifact aloft-device aloft-client; do
   fi
 done
 
+# The server never reaches into the device engine; aloft-api is the only crate both share.
+if cargo tree -p aloft-server -e normal --prefix none --locked | grep -E '^aloft-(device|client) '; then
+  echo "aloft-server must not depend on the device crates" >&2
+  exit 1
+fi
+
 step "fuzz targets (build, then ${FUZZ_SECONDS:-30}s each)"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --quiet
 export RUSTC_BOOTSTRAP=1 # cargo-fuzz needs sanitizer flags; the stable toolchain allows them this way
@@ -63,3 +72,6 @@ unset RUSTC_BOOTSTRAP
 
 step "tests"
 cargo test --workspace --locked
+
+step "schemathesis against the server's OpenAPI document (${SCHEMATHESIS_SECONDS:-60}s, no 5xx allowed)"
+./scripts/schemathesis.sh

@@ -113,6 +113,9 @@ impl From<axum::extract::rejection::PathRejection> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let id = request_id();
+        if self.status.is_client_error() {
+            tracing::debug!(http.status = self.status.as_u16(), error = %self.message, "request refused");
+        }
         let mut body = json!({"error": self.message, "request_id": id});
         if let (Some(serde_json::Value::Object(extra)), Some(obj)) =
             (self.extra, body.as_object_mut())

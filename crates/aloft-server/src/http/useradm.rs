@@ -299,12 +299,18 @@ async fn update_user(
 /// Delete a user and their tokens.
 #[utoipa::path(delete, path = "/api/management/v1/useradm/users/{id}", tag = "useradm", security(("bearer" = [])),
     params(("id" = String, Path, description = "user id")),
-    responses((status = 204, description = "deleted"), (status = 401, body = ErrorBody)))]
+    responses((status = 204, description = "deleted"), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn delete_user(
     State(st): State<AppState>,
-    _me: UserAuth,
+    me: UserAuth,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
+    if id == me.user_id || id == "me" {
+        // Nobody locks themselves (or the last operator) out by accident.
+        return Err(ApiError::unprocessable(
+            "you cannot delete your own account",
+        ));
+    }
     st.store.delete_user(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

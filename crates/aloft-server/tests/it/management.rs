@@ -226,6 +226,19 @@ fn mender_cli_login_tokens_and_artifacts() {
         .expect(404);
     app.call("GET", &uri, &[], None).expect(404);
 
+    // Nobody deletes their own account (the last operator would lock everyone out).
+    app.delete("/api/management/v1/useradm/users/me")
+        .expect(422);
+    let me = app
+        .get("/api/management/v1/useradm/users/me")
+        .expect(200)
+        .json();
+    app.delete(&format!(
+        "/api/management/v1/useradm/users/{}",
+        me["id"].as_str().unwrap()
+    ))
+    .expect(422);
+
     // logout revokes the session token.
     app.call(
         "POST",
