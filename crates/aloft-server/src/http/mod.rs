@@ -139,7 +139,7 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Request id, access log and metrics around every request. JSON bodies are read whole before
+/// Request id, access log and metrics around every request. Small bodies are read whole before
 /// the handler runs, so that a request refused early (401 before its body was looked at) still
 /// leaves the connection clean for the client's next request.
 async fn observe(
@@ -158,16 +158,19 @@ async fn observe(
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
     let method = req.method().clone();
-    let is_json = req
+    // Everything but multipart uploads (streamed to storage) is small: read it whole first.
+    let streamed = req
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|c| {
             c.trim_start()
                 .to_ascii_lowercase()
-                .starts_with("application/json")
+                .starts_with("multipart/")
         });
-    let req = if is_json {
+    let req = if streamed {
+        req
+    } else {
         let (parts, body) = req.into_parts();
         match axum::body::to_bytes(body, json_limit).await {
             Ok(bytes) => Request::from_parts(parts, axum::body::Body::from(bytes)),
@@ -176,15 +179,13 @@ async fn observe(
                     .scope(id, async {
                         ApiError::new(
                             StatusCode::PAYLOAD_TOO_LARGE,
-                            format!("JSON body larger than {json_limit} bytes, or cut"),
+                            format!("request body larger than {json_limit} bytes, or cut"),
                         )
                         .into_response()
                     })
                     .await;
             }
         }
-    } else {
-        req
     };
     let start = Instant::now();
     let span = tracing::info_span!("request", request.id = %id, http.method = %method, http.route = %route);
