@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod blobs;
+pub mod cache;
 pub mod error;
 pub mod files;
 pub mod http;

@@ -129,6 +129,7 @@ pub async fn start(opts: ServeOptions, settings: Settings) -> anyhow::Result<Run
         blobs,
         keys: Arc::new(keys),
         settings: Arc::new(settings),
+        caches: Arc::default(),
         metrics: metrics_handle(),
     };
     let app = crate::http::app(state);

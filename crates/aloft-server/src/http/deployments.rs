@@ -135,6 +135,7 @@ async fn insert(
     st.store
         .create_deployment(&row, &devices, &hex::encode(h.finalize()))
         .await?;
+    st.caches.deployments_changed();
     tracing::info!(deployment.id = %row.id, artifact.name = %row.artifact_name, devices = devices.len(), "deployment created");
     Ok(created(&format!(
         "./management/v1/deployments/deployments/{}",
@@ -371,6 +372,7 @@ async fn abort(
         ));
     }
     st.store.abort_deployment(&id, now_us()).await?;
+    st.caches.deployments_changed();
     tracing::info!(deployment.id = %id, "deployment aborted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -546,6 +548,7 @@ async fn abort_device(
     Path(device): Path<String>,
 ) -> ApiResult<StatusCode> {
     st.store.abort_device(&device, now_us()).await?;
+    st.caches.deployments_changed();
     Ok(StatusCode::NO_CONTENT)
 }
 

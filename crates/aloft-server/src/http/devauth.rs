@@ -237,7 +237,9 @@ async fn decommission(
     _u: UserAuth,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    if st.store.decommission(&id, now_us()).await? {
+    let gone = st.store.decommission(&id, now_us()).await?;
+    st.caches.revoked();
+    if gone {
         tracing::info!(device.id = %id, "device decommissioned");
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -255,6 +257,7 @@ async fn delete_auth_set(
     Path((id, aid)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     st.store.delete_auth_set(&id, &aid, now_us()).await?;
+    st.caches.revoked();
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -302,6 +305,7 @@ async fn set_auth_status(
     st.store
         .set_auth_status(&id, &aid, &body.status, now_us())
         .await?;
+    st.caches.revoked();
     tracing::info!(device.id = %id, auth_set.id = %aid, status = %body.status, "auth set status changed");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -319,6 +323,7 @@ async fn revoke_token(
     match st.store.use_token(&id, now_us()).await? {
         Some(t) if t.kind == crate::store::TokenKind::Device => {
             st.store.delete_token(&id, None).await?;
+            st.caches.revoked();
             Ok(StatusCode::NO_CONTENT)
         }
         _ => Err(ApiError::not_found("token not found")),

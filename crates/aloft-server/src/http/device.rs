@@ -193,8 +193,18 @@ pub(crate) async fn next_deployment(
         .map(String::as_str)
         .unwrap_or_default();
     let now = now_us();
-    st.store.check_in(device_id, now).await?;
-    for dd in st.store.open_device_deployments(device_id).await? {
+    if st.caches.check_in_due(device_id, now) {
+        st.store.check_in(device_id, now).await?;
+    }
+    if st.caches.is_idle(device_id) {
+        return Ok(None);
+    }
+    let epoch = st.caches.deployment_epoch();
+    let open = st.store.open_device_deployments(device_id).await?;
+    if open.is_empty() {
+        st.caches.set_idle(device_id, epoch);
+    }
+    for dd in open {
         let Some(dep) = st.store.deployment(&dd.deployment_id).await? else {
             continue;
         };

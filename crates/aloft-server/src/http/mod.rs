@@ -72,6 +72,8 @@ pub struct AppState {
     pub keys: Arc<Keys>,
     /// Settings.
     pub settings: Arc<Settings>,
+    /// Hot-path caches (device tokens, idle devices).
+    pub caches: Arc<crate::cache::Caches>,
     /// Prometheus exposition.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
@@ -267,15 +269,25 @@ impl FromRequestParts<AppState> for DeviceAuth {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token =
             bearer(&parts.headers).ok_or_else(|| ApiError::unauthorized("missing device token"))?;
+        let now = crate::time::now_us();
+        if let Some(device_id) = state.caches.device_token(&token, now) {
+            return Ok(Self { device_id });
+        }
+        let epoch = state.caches.revocation_epoch();
         let claims = state
             .keys
             .verify(&token, AUD_DEVICE)
             .map_err(ApiError::unauthorized)?;
-        let now = crate::time::now_us();
         match state.store.use_token(&claims.jti, now).await? {
             Some(t) if t.kind == TokenKind::Device && t.subject == claims.sub => {}
             _ => return Err(ApiError::unauthorized("token revoked")),
         }
+        state.caches.remember_device_token(
+            &token,
+            &claims.sub,
+            claims.exp.saturating_mul(1_000_000),
+            epoch,
+        );
         Ok(Self {
             device_id: claims.sub,
         })
