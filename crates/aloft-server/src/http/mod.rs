@@ -170,6 +170,17 @@ async fn observe(
                 .to_ascii_lowercase()
                 .starts_with("multipart/")
         });
+    // HTTP/2 carries the host in the URI (`:authority`), HTTP/1.1 in `Host`: make both look
+    // alike for the handlers that build absolute links.
+    let mut req = req;
+    if !req.headers().contains_key(axum::http::header::HOST)
+        && let Some(v) = req
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    {
+        req.headers_mut().insert(axum::http::header::HOST, v);
+    }
     let req = if streamed {
         req
     } else {

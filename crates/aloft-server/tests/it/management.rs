@@ -202,6 +202,20 @@ fn mender_cli_login_tokens_and_artifacts() {
     let forged = uri.replace("x-men-signature=", "x-men-signature=AAAA");
     app.call("GET", &forged, &[], None).expect(403);
 
+    // Over HTTP/2 (curl negotiates it; the host travels as :authority) the link is the same.
+    let out = std::process::Command::new("curl")
+        .args(["-sf", "--http2", "--cacert"])
+        .arg(&app.cert)
+        .args(["-H", &format!("Authorization: Bearer {}", app.token)])
+        .arg(app.url(&format!("/api/management/v1/deployments/artifacts/{id}/download")))
+        .output()
+        .expect("curl runs");
+    let h2: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON from curl");
+    assert!(
+        h2["uri"].as_str().unwrap().starts_with(&format!("{}/api/devices/", app.base())),
+        "{h2}"
+    );
+
     // devices list (v2 devauth): a bare array.
     let mut dev = SimDevice::new("52:54:00:12:34:56");
     dev.admit(&app);
