@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures::StreamExt as _;
 use futures::stream::BoxStream;
 use object_store::path::Path as StorePath;
-use object_store::{GetOptions, GetRange, ObjectStore, WriteMultipart};
+use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStore, WriteMultipart};
 
 /// The blob store.
 #[derive(Clone)]
@@ -92,6 +92,30 @@ impl Blobs {
             ..GetOptions::default()
         };
         let r = self.store.get_opts(&Self::key(sha256), opts).await?;
-        Ok(r.into_stream().boxed())
+        let range = r.range.clone();
+        match r.payload {
+            // A local file: read it in large chunks (object_store's own stream reads 8 KiB at a
+            // time, which caps a download far below what TLS on loopback can carry).
+            GetResultPayload::File(file, path) => {
+                use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+                let mut file = tokio::fs::File::from_std(file);
+                file.seek(std::io::SeekFrom::Start(range.start))
+                    .await
+                    .map_err(|source| object_store::Error::Generic {
+                        store: "local",
+                        source: format!("seeking {}: {source}", path.display()).into(),
+                    })?;
+                let reader = file.take(range.end - range.start);
+                Ok(tokio_util::io::ReaderStream::with_capacity(reader, 1 << 20)
+                    .map(|r| {
+                        r.map_err(|e| object_store::Error::Generic {
+                            store: "local",
+                            source: Box::new(e),
+                        })
+                    })
+                    .boxed())
+            }
+            GetResultPayload::Stream(s) => Ok(s),
+        }
     }
 }

@@ -207,12 +207,17 @@ fn mender_cli_login_tokens_and_artifacts() {
         .args(["-sf", "--http2", "--cacert"])
         .arg(&app.cert)
         .args(["-H", &format!("Authorization: Bearer {}", app.token)])
-        .arg(app.url(&format!("/api/management/v1/deployments/artifacts/{id}/download")))
+        .arg(app.url(&format!(
+            "/api/management/v1/deployments/artifacts/{id}/download"
+        )))
         .output()
         .expect("curl runs");
     let h2: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON from curl");
     assert!(
-        h2["uri"].as_str().unwrap().starts_with(&format!("{}/api/devices/", app.base())),
+        h2["uri"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{}/api/devices/", app.base())),
         "{h2}"
     );
 
