@@ -160,15 +160,55 @@ async fn logout(State(st): State<AppState>, user: UserAuth) -> ApiResult<StatusC
     Ok(StatusCode::ACCEPTED)
 }
 
-/// List users.
+/// List users, filtered by `id` and `email` (both repeatable) and by creation or update time
+/// (`created_after`, `created_before`, `updated_after`, `updated_before`: UNIX seconds).
 #[utoipa::path(get, path = "/api/management/v1/useradm/users", tag = "useradm", security(("bearer" = [])),
-    responses((status = 200, body = Vec<User>), (status = 401, body = ErrorBody)))]
+    params(("id" = Option<Vec<String>>, Query), ("email" = Option<Vec<String>>, Query),
+        ("created_after" = Option<i64>, Query), ("created_before" = Option<i64>, Query),
+        ("updated_after" = Option<i64>, Query), ("updated_before" = Option<i64>, Query)),
+    responses((status = 200, body = Vec<User>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn list_users(
     State(st): State<AppState>,
     _user: UserAuth,
+    uri: axum::http::Uri,
 ) -> ApiResult<axum::Json<Vec<User>>> {
+    let q = super::query_pairs(&uri);
+    let all = |name: &str| -> Vec<String> {
+        q.iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    let epoch = |name: &str| -> ApiResult<Option<i64>> {
+        super::param(&q, name)
+            .map(|v| {
+                v.parse::<i64>()
+                    .ok()
+                    .and_then(|s| s.checked_mul(1_000_000))
+                    .ok_or_else(|| ApiError::bad_request(format!("{name} must be UNIX seconds")))
+            })
+            .transpose()
+    };
+    let (ids, emails) = (all("id"), all("email"));
+    let emails: Vec<String> = emails.iter().map(|e| e.to_lowercase()).collect();
+    let (ca, cb) = (epoch("created_after")?, epoch("created_before")?);
+    let (ua, ub) = (epoch("updated_after")?, epoch("updated_before")?);
+    let users = st.store.users().await?;
     Ok(axum::Json(
-        st.store.users().await?.iter().map(user_json).collect(),
+        users
+            .iter()
+            .filter(|u| ids.is_empty() || ids.contains(&u.id))
+            .filter(|u| emails.is_empty() || emails.contains(&u.email))
+            .filter(|u| {
+                ca.is_none_or(|t| u.created_ts >= t)
+                    && cb.is_none_or(|t| u.created_ts <= t + 999_999)
+            })
+            .filter(|u| {
+                ua.is_none_or(|t| u.updated_ts >= t)
+                    && ub.is_none_or(|t| u.updated_ts <= t + 999_999)
+            })
+            .map(user_json)
+            .collect(),
     ))
 }
 

@@ -245,6 +245,58 @@ fn mender_cli_login_tokens_and_artifacts() {
         .expect(404);
     app.call("GET", &uri, &[], None).expect(404);
 
+    // Users: create, filter, duplicate, short password.
+    let r = app
+        .post(
+            "/api/management/v1/useradm/users",
+            &json!({"email": "Second@Example.com", "password": "long-enough-1"}),
+        )
+        .expect(201);
+    assert!(r.body.is_empty());
+    let second = r
+        .header("location")
+        .unwrap()
+        .strip_prefix("users/")
+        .unwrap()
+        .to_owned();
+    app.post(
+        "/api/management/v1/useradm/users",
+        &json!({"email": "second@example.com", "password": "long-enough-2"}),
+    )
+    .expect(422);
+    app.post(
+        "/api/management/v1/useradm/users",
+        &json!({"email": "third@example.com", "password": "short"}),
+    )
+    .expect(422);
+    let found = app
+        .get("/api/management/v1/useradm/users?email=SECOND@example.com")
+        .expect(200)
+        .json();
+    assert_eq!(found.as_array().unwrap().len(), 1);
+    assert_eq!(found[0]["id"], second.as_str());
+    assert_eq!(
+        app.get(&format!(
+            "/api/management/v1/useradm/users?id={second}&id=nobody"
+        ))
+        .expect(200)
+        .json()
+        .as_array()
+        .unwrap()
+        .len(),
+        1
+    );
+    assert_eq!(
+        app.get("/api/management/v1/useradm/users?created_after=4102444800")
+            .expect(200)
+            .json(),
+        json!([])
+    );
+    app.get("/api/management/v1/useradm/users?created_after=yesterday")
+        .expect(400);
+    app.delete(&format!("/api/management/v1/useradm/users/{second}"))
+        .expect(204);
+
     // Nobody deletes their own account (the last operator would lock everyone out).
     app.delete("/api/management/v1/useradm/users/me")
         .expect(422);
