@@ -238,16 +238,7 @@ async fn list(State(st): State<AppState>, _u: UserAuth, uri: Uri) -> ApiResult<R
     {
         return Err(ApiError::bad_request(format!("invalid status {s:?}")));
     }
-    let epoch = |name: &str| -> ApiResult<Option<i64>> {
-        param(&q, name)
-            .map(|v| {
-                v.parse::<i64>()
-                    .ok()
-                    .and_then(|s| s.checked_mul(1_000_000))
-                    .ok_or_else(|| ApiError::bad_request(format!("{name} must be UNIX seconds")))
-            })
-            .transpose()
-    };
+    let epoch = |name: &str| super::epoch_param(&q, name);
     let ascending = match param(&q, "sort") {
         None | Some("desc") => false,
         Some("asc") => true,

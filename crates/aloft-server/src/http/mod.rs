@@ -468,6 +468,18 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A time filter given in UNIX seconds, as UNIX microseconds.
+pub fn epoch_param(pairs: &[(String, String)], name: &str) -> ApiResult<Option<i64>> {
+    param(pairs, name)
+        .map(|v| {
+            v.parse::<i64>()
+                .ok()
+                .and_then(|s| s.checked_mul(1_000_000))
+                .ok_or_else(|| ApiError::bad_request(format!("{name} must be UNIX seconds")))
+        })
+        .transpose()
+}
+
 /// The first value of a query parameter.
 pub fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
     pairs

@@ -179,16 +179,7 @@ async fn list_users(
             .map(|(_, v)| v.clone())
             .collect()
     };
-    let epoch = |name: &str| -> ApiResult<Option<i64>> {
-        super::param(&q, name)
-            .map(|v| {
-                v.parse::<i64>()
-                    .ok()
-                    .and_then(|s| s.checked_mul(1_000_000))
-                    .ok_or_else(|| ApiError::bad_request(format!("{name} must be UNIX seconds")))
-            })
-            .transpose()
-    };
+    let epoch = |name: &str| super::epoch_param(&q, name);
     let (ids, emails) = (all("id"), all("email"));
     let emails: Vec<String> = emails.iter().map(|e| e.to_lowercase()).collect();
     let (ca, cb) = (epoch("created_after")?, epoch("created_before")?);
