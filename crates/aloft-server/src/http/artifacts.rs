@@ -242,15 +242,7 @@ async fn ingest(
         Ok(()) => Ok(row),
         Err(e) => {
             // The blob may be shared with an artifact of the same content: delete only if not.
-            let (others, _) = st
-                .store
-                .artifacts(&ArtifactQuery {
-                    page: 0,
-                    ..ArtifactQuery::default()
-                })
-                .await
-                .unwrap_or_default();
-            if !others.iter().any(|a| a.sha256 == row.sha256) {
+            if !st.store.blob_in_use(&row.sha256).await.unwrap_or(true) {
                 let _ = st.blobs.delete(&row.sha256).await;
             }
             Err(match e {

@@ -429,43 +429,11 @@ pub fn check_uuid(id: &str) -> ApiResult<()> {
         .map_err(|_| ApiError::bad_request("ID is not a valid UUID"))
 }
 
-/// Every query pair, in order (for filters and `Link` headers).
+/// Every query pair, in order and decoded (for filters and `Link` headers).
 pub fn query_pairs(uri: &axum::http::Uri) -> Vec<(String, String)> {
-    uri.query().map_or_else(Vec::new, |q| {
-        q.split('&')
-            .filter(|p| !p.is_empty())
-            .map(|p| {
-                let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                (percent_decode(k), percent_decode(v))
-            })
-            .collect()
-    })
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(
-                    std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
-                    16,
-                ) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
 }
 
 /// A time filter given in UNIX seconds, as UNIX microseconds.

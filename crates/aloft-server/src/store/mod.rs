@@ -462,6 +462,8 @@ pub trait Store: Send + Sync {
     /// Deletes an artifact unless an active deployment uses it; returns whether another
     /// artifact still references the same blob.
     async fn delete_artifact(&self, id: &str) -> StoreResult<bool>;
+    /// Whether any artifact is stored under this file digest.
+    async fn blob_in_use(&self, sha256: &str) -> StoreResult<bool>;
     /// Whether any artifact has this name.
     async fn release_exists(&self, name: &str) -> StoreResult<bool>;
 

@@ -19,6 +19,13 @@ use super::{
 };
 use aloft_api::status;
 
+/// The final device deployment statuses, as an SQL list (see `aloft_api::status::is_final`).
+macro_rules! final_statuses {
+    () => {
+        "('success','failure','noartifact','already-installed','aborted','decommissioned')"
+    };
+}
+
 /// SQLite-backed [`Store`].
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -289,12 +296,13 @@ async fn refresh_deployment(
     deployment_id: &str,
     now: i64,
 ) -> StoreResult<()> {
-    let row = sqlx::query(
-        "SELECT COUNT(*) AS total, \
-           SUM(CASE WHEN status IN ('success','failure','noartifact','already-installed','aborted','decommissioned') THEN 1 ELSE 0 END) AS done, \
-           SUM(CASE WHEN status <> 'pending' OR started IS NOT NULL THEN 1 ELSE 0 END) AS touched \
+    let row = sqlx::query(concat!(
+        "SELECT COUNT(*) AS total, SUM(CASE WHEN status IN ",
+        final_statuses!(),
+        " THEN 1 ELSE 0 END) AS done, \
+         SUM(CASE WHEN status <> 'pending' OR started IS NOT NULL THEN 1 ELSE 0 END) AS touched \
          FROM device_deployments WHERE deployment_id = ?",
-    )
+    ))
     .bind(deployment_id)
     .fetch_one(&mut **tx)
     .await
@@ -336,6 +344,51 @@ async fn refresh_device_status(
     sqlx::query("UPDATE devices SET status = ?, updated_ts = ? WHERE id = ?")
         .bind(derive_status(&refs))
         .bind(now)
+        .bind(device_id)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
+/// Ends every unfinished device deployment of a device with `status` and refreshes the
+/// deployments concerned.
+async fn end_open_for_device(
+    tx: &mut Transaction<'static, Sqlite>,
+    device_id: &str,
+    status: &str,
+    now: i64,
+) -> StoreResult<()> {
+    let deps: Vec<String> = sqlx::query_scalar(concat!(
+        "SELECT deployment_id FROM device_deployments WHERE device_id = ? AND status NOT IN ",
+        final_statuses!()
+    ))
+    .bind(device_id)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(db)?;
+    sqlx::query(concat!(
+        "UPDATE device_deployments SET status = ?, finished = ? WHERE device_id = ? AND status NOT IN ",
+        final_statuses!()
+    ))
+    .bind(status)
+    .bind(now)
+    .bind(device_id)
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    for d in deps {
+        refresh_deployment(tx, &d, now).await?;
+    }
+    Ok(())
+}
+
+/// Revokes every token of a device.
+async fn revoke_device_tokens(
+    tx: &mut Transaction<'static, Sqlite>,
+    device_id: &str,
+) -> StoreResult<()> {
+    sqlx::query("DELETE FROM tokens WHERE kind = 'device' AND subject = ?")
         .bind(device_id)
         .execute(&mut **tx)
         .await
@@ -791,11 +844,7 @@ impl Store for SqliteStore {
             .map_err(db)?;
         if current == "accepted" || new == "accepted" {
             // Whatever key the device used before, its tokens end here.
-            sqlx::query("DELETE FROM tokens WHERE kind = 'device' AND subject = ?")
-                .bind(device_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
+            revoke_device_tokens(&mut tx, device_id).await?;
         }
         refresh_device_status(&mut tx, device_id, now).await?;
         tx.commit().await.map_err(db)
@@ -819,11 +868,7 @@ impl Store for SqliteStore {
             .await
             .map_err(db)?;
         if st == "accepted" {
-            sqlx::query("DELETE FROM tokens WHERE kind = 'device' AND subject = ?")
-                .bind(device_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
+            revoke_device_tokens(&mut tx, device_id).await?;
         }
         refresh_device_status(&mut tx, device_id, now).await?;
         tx.commit().await.map_err(db)
@@ -831,31 +876,8 @@ impl Store for SqliteStore {
 
     async fn decommission(&self, device_id: &str, now: i64) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
-        let deps: Vec<String> = sqlx::query_scalar(
-            "SELECT deployment_id FROM device_deployments WHERE device_id = ? AND status NOT IN \
-             ('success','failure','noartifact','already-installed','aborted','decommissioned')",
-        )
-        .bind(device_id)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db)?;
-        sqlx::query(
-            "UPDATE device_deployments SET status = 'decommissioned', finished = ? WHERE device_id = ? AND status NOT IN \
-             ('success','failure','noartifact','already-installed','aborted','decommissioned')",
-        )
-        .bind(now)
-        .bind(device_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        for d in deps {
-            refresh_deployment(&mut tx, &d, now).await?;
-        }
-        sqlx::query("DELETE FROM tokens WHERE kind = 'device' AND subject = ?")
-            .bind(device_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+        end_open_for_device(&mut tx, device_id, status::DECOMMISSIONED, now).await?;
+        revoke_device_tokens(&mut tx, device_id).await?;
         let n = sqlx::query("DELETE FROM devices WHERE id = ?")
             .bind(device_id)
             .execute(&mut *tx)
@@ -1319,6 +1341,15 @@ impl Store for SqliteStore {
         Ok(shared > 0)
     }
 
+    async fn blob_in_use(&self, sha256: &str) -> StoreResult<bool> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM artifacts WHERE sha256 = ?")
+            .bind(sha256)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(n > 0)
+    }
+
     async fn release_exists(&self, name: &str) -> StoreResult<bool> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM artifacts WHERE name = ?")
             .bind(name)
@@ -1494,10 +1525,11 @@ impl Store for SqliteStore {
             Some("finished") => return Err(StoreError::Rule("Deployment already finished".into())),
             Some(_) => {}
         }
-        sqlx::query(
-            "UPDATE device_deployments SET status = 'aborted', finished = ? WHERE deployment_id = ? AND status NOT IN \
-             ('success','failure','noartifact','already-installed','aborted','decommissioned')",
-        )
+        sqlx::query(concat!(
+            "UPDATE device_deployments SET status = 'aborted', finished = ? \
+             WHERE deployment_id = ? AND status NOT IN ",
+            final_statuses!()
+        ))
         .bind(now)
         .bind(id)
         .execute(&mut *tx)
@@ -1514,34 +1546,15 @@ impl Store for SqliteStore {
 
     async fn abort_device(&self, device_id: &str, now: i64) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        let deps: Vec<String> = sqlx::query_scalar(
-            "SELECT deployment_id FROM device_deployments WHERE device_id = ? AND status NOT IN \
-             ('success','failure','noartifact','already-installed','aborted','decommissioned')",
-        )
-        .bind(device_id)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db)?;
-        sqlx::query(
-            "UPDATE device_deployments SET status = 'aborted', finished = ? WHERE device_id = ? AND status NOT IN \
-             ('success','failure','noartifact','already-installed','aborted','decommissioned')",
-        )
-        .bind(now)
-        .bind(device_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        for d in deps {
-            refresh_deployment(&mut tx, &d, now).await?;
-        }
+        end_open_for_device(&mut tx, device_id, status::ABORTED, now).await?;
         tx.commit().await.map_err(db)
     }
 
     async fn delete_device_history(&self, device_id: &str) -> StoreResult<()> {
-        sqlx::query(
-            "DELETE FROM device_deployments WHERE device_id = ? AND status IN \
-             ('success','failure','noartifact','already-installed','aborted','decommissioned')",
-        )
+        sqlx::query(concat!(
+            "DELETE FROM device_deployments WHERE device_id = ? AND status IN ",
+            final_statuses!()
+        ))
         .bind(device_id)
         .execute(&self.pool)
         .await
@@ -1626,8 +1639,9 @@ impl Store for SqliteStore {
         device_id: &str,
     ) -> StoreResult<Vec<DeviceDeploymentRow>> {
         let rows = sqlx::query(&format!(
-            "SELECT {DD_COLUMNS} FROM device_deployments WHERE device_id = ? AND status NOT IN \
-             ('success','failure','noartifact','already-installed','aborted','decommissioned') ORDER BY created, id"
+            "SELECT {DD_COLUMNS} FROM device_deployments WHERE device_id = ? AND status NOT IN {} \
+             ORDER BY created, id",
+            final_statuses!()
         ))
         .bind(device_id)
         .fetch_all(&self.pool)
