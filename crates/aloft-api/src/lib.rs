@@ -2,10 +2,12 @@
 //! daemon. They follow Mender's device protocol and core management API field by field, so the
 //! JSON they produce is what Mender's own clients and tools expect.
 //!
-//! This crate holds data only: serde types and a few constants, no I/O.
+//! This crate holds data only: serde types, a few constants and the RFC 3339 formatting both
+//! sides use; no I/O.
 
 pub mod device;
 pub mod management;
+pub mod time;
 
 /// Every status a device deployment can be in, in Mender's spelling.
 pub mod status {

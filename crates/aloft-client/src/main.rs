@@ -60,20 +60,35 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Run the daemon: authenticate to the server, poll, install, report (needs `[daemon]`).
+    Daemon,
+    /// Ask the running daemon to check for an update now.
+    CheckUpdate,
+    /// Ask the running daemon to send its inventory now.
+    SendInventory,
 }
 
 fn main() -> ExitCode {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let cli = Cli::parse();
-    let level = if cli.verbose { "info" } else { "warn" };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ALOFT_LOG")
-                .unwrap_or_else(|_| level.into()),
-        )
+    let daemon = matches!(cli.command, Cmd::Daemon);
+    let level = if cli.verbose || daemon { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ALOFT_LOG")
+        .unwrap_or_else(|_| level.into());
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .without_time()
-        .with_target(false)
-        .init();
+        .with_target(false);
+    // The daemon's log lines carry a time; the short-lived commands' do not.
+    let registry = tracing_subscriber::registry().with(filter);
+    if daemon {
+        registry
+            .with(fmt)
+            .with(aloft_daemon::journal::LogLayer)
+            .init();
+    } else {
+        registry.with(fmt.without_time()).init();
+    }
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -98,6 +113,24 @@ fn config_path(given: Option<PathBuf>) -> PathBuf {
 fn run(cli: Cli) -> Result<ExitCode> {
     let path = config_path(cli.config);
     let config = Config::load(&path)?;
+    match cli.command {
+        Cmd::Daemon => {
+            let daemon = aloft_daemon::daemon::Daemon::new(config)
+                .with_context(|| format!("cannot start the daemon of {}", path.display()))?;
+            daemon.run();
+        }
+        Cmd::CheckUpdate | Cmd::SendInventory => {
+            let request = if matches!(cli.command, Cmd::CheckUpdate) {
+                aloft_daemon::control::Request::CheckUpdate
+            } else {
+                aloft_daemon::control::Request::SendInventory
+            };
+            let socket = aloft_daemon::daemon::control_socket(&config);
+            aloft_daemon::control::send(&socket, request).map_err(anyhow::Error::msg)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
+    }
     let device = Device::open(config)
         .with_context(|| format!("cannot open the device of {}", path.display()))?;
     let mut out = std::io::stdout().lock();
@@ -187,6 +220,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Daemon | Cmd::CheckUpdate | Cmd::SendInventory => unreachable!("handled above"),
     }
 }
 

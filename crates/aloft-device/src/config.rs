@@ -156,6 +156,142 @@ pub struct Config {
     /// Seconds one Update Module call may run.
     #[serde(default = "default_module_timeout")]
     pub module_timeout_seconds: u64,
+    /// `[daemon]`: the server and how the daemon talks to it; without it `aloft daemon`
+    /// refuses to start.
+    #[serde(default)]
+    pub daemon: Option<DaemonConfig>,
+}
+
+/// `[daemon]` of `aloft.toml` (from `mender.conf`: `ServerURL` or the first of `Servers`,
+/// `ServerCertificate`, `TenantToken`, `UpdatePollIntervalSeconds`,
+/// `InventoryPollIntervalSeconds`, `RetryPollIntervalSeconds`, `RetryPollCount`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// Server base URL; `https://` is assumed without a scheme.
+    pub server_url: String,
+    /// PEM certificate(s) trusted for the server instead of the built-in web PKI roots.
+    #[serde(default)]
+    pub server_certificate: Option<PathBuf>,
+    /// Tenant token (multi-tenant servers); empty without.
+    #[serde(default)]
+    pub tenant_token: String,
+    /// Seconds between update checks.
+    #[serde(default = "default_update_poll")]
+    pub update_poll_interval_seconds: u64,
+    /// Seconds between inventory checks (the inventory is sent when it changed, and always
+    /// at start and after an update).
+    #[serde(default = "default_inventory_poll")]
+    pub inventory_poll_interval_seconds: u64,
+    /// Longest wait between retries after errors (exponential backoff with jitter up to it).
+    #[serde(default = "default_retry_poll")]
+    pub retry_poll_interval_seconds: u64,
+    /// Attempts of a final status report or of a download without progress before giving up
+    /// (0: 10).
+    #[serde(default)]
+    pub retry_poll_count: u32,
+    /// The device's private key; made on first start when missing. Default:
+    /// `<data_dir>/aloft-agent.pem`, or Mender's `/var/lib/mender/mender-agent.pem` when it exists.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// Kind of key made on first start: `ed25519`, `ecdsa` (P-256) or `rsa` (3072 bits).
+    #[serde(default = "default_key_type")]
+    pub key_type: String,
+    /// Executable printing `key=value` identity lines.
+    #[serde(default = "default_identity_script")]
+    pub identity_script: PathBuf,
+    /// Folder of `mender-inventory-*` executables printing `key=value` lines.
+    #[serde(default = "default_inventory_dir")]
+    pub inventory_dir: PathBuf,
+    /// Unix socket for `aloft check-update` and `aloft send-inventory` (mode 0600). Default:
+    /// `<data_dir>/aloft.sock`.
+    #[serde(default)]
+    pub control_socket: Option<PathBuf>,
+    /// Download bandwidth limit in bytes per second (`512K`, `2M`; absent: no limit).
+    #[serde(default)]
+    pub download_rate_limit: Option<String>,
+    /// Seconds without a byte after which a download connection counts as stalled and is
+    /// resumed on a new one.
+    #[serde(default = "default_stall_timeout")]
+    pub download_stall_timeout_seconds: u64,
+    /// Seconds between progress reports (a `downloading` status with a percentage substate).
+    #[serde(default = "default_progress_interval")]
+    pub progress_interval_seconds: u64,
+    /// Seconds the daemon waits for the reboot command to take the system down.
+    #[serde(default = "default_reboot_wait")]
+    pub reboot_wait_seconds: u64,
+}
+
+fn default_update_poll() -> u64 {
+    1800
+}
+fn default_inventory_poll() -> u64 {
+    28800
+}
+fn default_retry_poll() -> u64 {
+    300
+}
+fn default_key_type() -> String {
+    "ed25519".into()
+}
+fn default_identity_script() -> PathBuf {
+    PathBuf::from("/usr/share/mender/identity/mender-device-identity")
+}
+fn default_inventory_dir() -> PathBuf {
+    PathBuf::from("/usr/share/mender/inventory")
+}
+fn default_stall_timeout() -> u64 {
+    60
+}
+fn default_progress_interval() -> u64 {
+    10
+}
+fn default_reboot_wait() -> u64 {
+    300
+}
+
+impl DaemonConfig {
+    /// A configuration for `server_url` with every other value at its default.
+    pub fn new(server_url: &str) -> Self {
+        Self {
+            server_url: server_url.to_owned(),
+            server_certificate: None,
+            tenant_token: String::new(),
+            update_poll_interval_seconds: default_update_poll(),
+            inventory_poll_interval_seconds: default_inventory_poll(),
+            retry_poll_interval_seconds: default_retry_poll(),
+            retry_poll_count: 0,
+            key_file: None,
+            key_type: default_key_type(),
+            identity_script: default_identity_script(),
+            inventory_dir: default_inventory_dir(),
+            control_socket: None,
+            download_rate_limit: None,
+            download_stall_timeout_seconds: default_stall_timeout(),
+            progress_interval_seconds: default_progress_interval(),
+            reboot_wait_seconds: default_reboot_wait(),
+        }
+    }
+
+    /// The download limit in bytes per second, if any.
+    pub fn rate_limit(&self) -> Result<Option<u64>, String> {
+        self.download_rate_limit
+            .as_deref()
+            .map(|s| parse_size(s).ok_or_else(|| format!("download_rate_limit {s:?} is not a size")))
+            .transpose()
+    }
+}
+
+/// Parses a size like `64M`, `1G`, `512K` or `4096`.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mult) = match s.chars().last()? {
+        'K' | 'k' => (&s[..s.len() - 1], 1u64 << 10),
+        'M' | 'm' => (&s[..s.len() - 1], 1 << 20),
+        'G' | 'g' => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    num.trim().parse::<u64>().ok()?.checked_mul(mult)
 }
 
 fn default_device_type_file() -> PathBuf {
@@ -214,10 +350,40 @@ struct MenderConf {
     state_script_retry_timeout_seconds: Option<u64>,
     #[serde(default)]
     module_timeout_seconds: Option<u64>,
+    #[serde(default, rename = "ServerURL")]
+    server_url: Option<String>,
+    #[serde(default)]
+    servers: Vec<MenderServer>,
+    #[serde(default)]
+    server_certificate: Option<PathBuf>,
+    #[serde(default)]
+    tenant_token: Option<String>,
+    #[serde(default)]
+    update_poll_interval_seconds: Option<u64>,
+    #[serde(default)]
+    inventory_poll_interval_seconds: Option<u64>,
+    #[serde(default)]
+    retry_poll_interval_seconds: Option<u64>,
+    #[serde(default)]
+    retry_poll_count: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct MenderServer {
+    #[serde(default, rename = "ServerURL")]
+    server_url: Option<String>,
 }
 
 /// The `mender.conf` keys read by [`Config::from_mender_conf`].
-pub const MENDER_CONF_KEYS: [&str; 9] = [
+pub const MENDER_CONF_KEYS: [&str; 17] = [
+    "ServerURL",
+    "Servers",
+    "ServerCertificate",
+    "TenantToken",
+    "UpdatePollIntervalSeconds",
+    "InventoryPollIntervalSeconds",
+    "RetryPollIntervalSeconds",
+    "RetryPollCount",
     "RootfsPartA",
     "RootfsPartB",
     "ArtifactVerifyKey",
@@ -304,6 +470,21 @@ impl Config {
         );
         set(&mut config.module_timeout_seconds, m.module_timeout_seconds);
         config.data_dir = PathBuf::from("/var/lib/mender/aloft");
+        let url = m
+            .server_url
+            .filter(|u| !u.is_empty())
+            .or_else(|| m.servers.into_iter().find_map(|s| s.server_url));
+        if let Some(url) = url {
+            let mut d = DaemonConfig::new(&url);
+            d.server_certificate = m.server_certificate.filter(|p| !p.as_os_str().is_empty());
+            d.tenant_token = m.tenant_token.unwrap_or_default();
+            // Mender turns 0 into its default; so do we.
+            set(&mut d.update_poll_interval_seconds, m.update_poll_interval_seconds);
+            set(&mut d.inventory_poll_interval_seconds, m.inventory_poll_interval_seconds);
+            set(&mut d.retry_poll_interval_seconds, m.retry_poll_interval_seconds);
+            d.retry_poll_count = m.retry_poll_count.unwrap_or(0);
+            config.daemon = Some(d);
+        }
         Ok(config)
     }
 
@@ -320,6 +501,19 @@ impl Config {
         fix(&mut self.artifact_info_file);
         fix(&mut self.boot_id_file);
         self.verify_keys.iter_mut().for_each(fix);
+        if let Some(d) = &mut self.daemon {
+            if let Some(p) = &mut d.server_certificate {
+                fix(p);
+            }
+            if let Some(p) = &mut d.key_file {
+                fix(p);
+            }
+            if let Some(p) = &mut d.control_socket {
+                fix(p);
+            }
+            fix(&mut d.identity_script);
+            fix(&mut d.inventory_dir);
+        }
         if let Some(s) = &mut self.slots {
             fix(&mut s.a.device);
             fix(&mut s.b.device);
@@ -332,6 +526,21 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
+        if let Some(d) = &self.daemon {
+            if d.server_url.trim().is_empty() {
+                return Err("[daemon] server_url is empty".into());
+            }
+            if !["ed25519", "ecdsa", "rsa"].contains(&d.key_type.as_str()) {
+                return Err(format!(
+                    "[daemon] key_type {:?}: use ed25519, ecdsa or rsa",
+                    d.key_type
+                ));
+            }
+            d.rate_limit()?;
+            if d.update_poll_interval_seconds == 0 || d.retry_poll_interval_seconds == 0 {
+                return Err("[daemon] poll intervals must be at least 1 second".into());
+            }
+        }
         if let Some(s) = &self.slots {
             if self.bootloader.is_none() {
                 return Err("slots need a [bootloader]".into());

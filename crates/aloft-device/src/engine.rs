@@ -652,7 +652,7 @@ impl Device {
     }
 
     /// Resume of an Update Module update after a restart.
-    fn proceed_module(&self, pending: Pending, intent: Intent) -> Result<Progress> {
+    fn proceed_module(&self, pending: Pending, intent: Intent, gate: Gate<'_>) -> Result<Progress> {
         let module = self.module(&pending.payload_type)?;
         let rebooted = pending.boot_id != self.boot_id();
         match pending.phase {
@@ -698,7 +698,7 @@ impl Device {
                     .and_then(|()| module.call("ArtifactVerifyReboot").map(drop))
                     .and_then(|()| {
                         if intent == Intent::Resume {
-                            self.health_check()
+                            self.health_check().and_then(|()| gate())
                         } else {
                             Ok(())
                         }
@@ -717,20 +717,30 @@ impl Device {
     /// reboot into a new slot it runs the health check, then commits or rolls back (and then
     /// reboots with the configured command).
     pub fn resume(&self) -> Result<Progress> {
-        self.proceed(Intent::Resume)
+        self.proceed(Intent::Resume, &mut || Ok(()))
+    }
+
+    /// [`Device::resume`], with `before_commit` asked once the new system passed its health
+    /// check and before anything is committed: an `Err(reason)` rolls the update back instead
+    /// (the daemon asks its server whether the deployment was aborted meanwhile).
+    pub fn resume_with(
+        &self,
+        before_commit: &mut dyn FnMut() -> Result<(), String>,
+    ) -> Result<Progress> {
+        self.proceed(Intent::Resume, before_commit)
     }
 
     /// Commits the update running on trial (no health check: the operator decides).
     pub fn commit(&self) -> Result<Progress> {
-        self.proceed(Intent::Commit)
+        self.proceed(Intent::Commit, &mut || Ok(()))
     }
 
     /// Rolls the update back.
     pub fn rollback(&self) -> Result<Progress> {
-        self.proceed(Intent::Rollback)
+        self.proceed(Intent::Rollback, &mut || Ok(()))
     }
 
-    fn proceed(&self, intent: Intent) -> Result<Progress> {
+    fn proceed(&self, intent: Intent, gate: Gate<'_>) -> Result<Progress> {
         let persisted: Persisted = state::load(&self.state_path())?;
         let Some(pending) = persisted.pending.clone() else {
             // A cut right after an update's outcome was saved can leave its module tree.
@@ -739,7 +749,7 @@ impl Device {
             return Ok(Progress::Nothing);
         };
         if pending.to_slot.is_none() {
-            return self.proceed_module(pending, intent);
+            return self.proceed_module(pending, intent, gate);
         }
         let boot = self.boot()?;
         let decision = state::decide(
@@ -784,6 +794,7 @@ impl Device {
                 .scripts()
                 .run("ArtifactReboot", When::Leave)
                 .and_then(|()| self.health_check())
+                .and_then(|()| gate())
             {
                 Ok(()) => self.finish_commit(pending),
                 Err(reason) => self.start_rollback(pending, &reason, true),
@@ -950,6 +961,9 @@ impl Device {
         Ok(all)
     }
 }
+
+/// Asked before a commit after a reboot; `Err(reason)` rolls back.
+type Gate<'a> = &'a mut dyn FnMut() -> Result<(), String>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Intent {

@@ -33,11 +33,9 @@ pub enum FetchError {
     },
 }
 
-/// Starts downloading `url`; the returned reader streams the body.
-pub fn open_url(
-    url: &str,
-    trusted_certs: Option<&Path>,
-) -> Result<Box<dyn Read + Send>, FetchError> {
+/// TLS settings trusting only the certificates of a PEM file, or the built-in web PKI roots
+/// without one.
+pub fn tls_config(trusted_certs: Option<&Path>) -> Result<TlsConfig, FetchError> {
     let mut tls = TlsConfig::builder();
     if let Some(path) = trusted_certs {
         let certs_err = |reason: String| FetchError::Certs {
@@ -58,8 +56,16 @@ pub fn open_url(
         }
         tls = tls.root_certs(RootCerts::Specific(std::sync::Arc::new(certs)));
     }
+    Ok(tls.build())
+}
+
+/// Starts downloading `url`; the returned reader streams the body.
+pub fn open_url(
+    url: &str,
+    trusted_certs: Option<&Path>,
+) -> Result<Box<dyn Read + Send>, FetchError> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
-        .tls_config(tls.build())
+        .tls_config(tls_config(trusted_certs)?)
         .timeout_connect(Some(Duration::from_secs(30)))
         .timeout_recv_body(None)
         .build()

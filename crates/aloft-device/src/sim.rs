@@ -42,6 +42,20 @@ pub struct SimOptions {
     pub reboot_command: Option<String>,
     /// Command the simulated system runs after each boot (e.g. `aloft --config ... resume`).
     pub on_boot: Option<String>,
+    /// The server its daemon talks to: writes a `[daemon]` section, an identity script and an
+    /// inventory script.
+    pub server: Option<SimServer>,
+}
+
+/// The server of a simulated device's daemon.
+#[derive(Debug, Clone)]
+pub struct SimServer {
+    /// Server URL.
+    pub url: String,
+    /// Its certificate (copied into the device folder as `server.crt`).
+    pub certificate: Option<PathBuf>,
+    /// Seconds between update checks (inventory: 12 times as long; retries at most this).
+    pub poll_seconds: u64,
 }
 
 /// Why the simulator failed.
@@ -164,6 +178,10 @@ pub fn create(dir: &Path, options: &SimOptions) -> Result<PathBuf> {
          [bootloader]\n{bootloader}",
         PARTS[0], PARTS[1],
     );
+    let mut toml = toml;
+    if let Some(server) = &options.server {
+        toml.push_str(&daemon_section(&dir, server)?);
+    }
     write("aloft.toml", toml.as_bytes())?;
     let sim = format!(
         "on_boot = {:?}\n",
@@ -247,14 +265,60 @@ pub fn on_boot_command(dir: &Path) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Parses a size like `64M`, `1G`, `512K` or `4096`.
-pub fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let (num, mult) = match s.chars().last()? {
-        'K' | 'k' => (&s[..s.len() - 1], 1u64 << 10),
-        'M' | 'm' => (&s[..s.len() - 1], 1 << 20),
-        'G' | 'g' => (&s[..s.len() - 1], 1 << 30),
-        _ => (s, 1),
+pub use crate::config::parse_size;
+
+/// The `[daemon]` section of a simulated device, with its identity (a MAC address derived from
+/// the folder, so each device is distinct and keeps its identity) and inventory scripts.
+fn daemon_section(dir: &Path, server: &SimServer) -> Result<String> {
+    use sha2::Digest as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let executable = |path: &Path, text: String| -> Result<()> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io("cannot create a helper folder"))?;
+        }
+        std::fs::write(path, text).map_err(io(format!("cannot write {}", path.display())))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+            .map_err(io("cannot make a helper executable"))
     };
-    num.parse::<u64>().ok()?.checked_mul(mult)
+    let digest = sha2::Sha256::digest(dir.as_os_str().as_encoded_bytes());
+    let mac = format!(
+        "02:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        digest[0], digest[1], digest[2], digest[3], digest[4]
+    );
+    executable(
+        &dir.join("identity/mender-device-identity"),
+        format!("#!/bin/sh\necho mac={mac}\n"),
+    )?;
+    let name = dir.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    executable(
+        &dir.join("inventory/mender-inventory-sim"),
+        format!(
+            "#!/bin/sh\necho hostname={name}\necho kernel=aloft-sim\necho booted_slot=$(cat '{}/booted-slot')\n",
+            dir.display()
+        ),
+    )?;
+    let certificate = match &server.certificate {
+        Some(cert) => {
+            std::fs::copy(cert, dir.join("server.crt"))
+                .map_err(io(format!("cannot copy {}", cert.display())))?;
+            "server_certificate = \"server.crt\"\n"
+        }
+        None => "",
+    };
+    let poll = server.poll_seconds.max(1);
+    Ok(format!(
+        "\n[daemon]\n\
+         server_url = {:?}\n\
+         {certificate}\
+         update_poll_interval_seconds = {poll}\n\
+         inventory_poll_interval_seconds = {}\n\
+         retry_poll_interval_seconds = {poll}\n\
+         identity_script = \"identity/mender-device-identity\"\n\
+         inventory_dir = \"inventory\"\n\
+         progress_interval_seconds = 1\n\
+         download_stall_timeout_seconds = 10\n\
+         reboot_wait_seconds = 30\n",
+        server.url,
+        poll * 12,
+    ))
 }

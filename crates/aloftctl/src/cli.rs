@@ -56,6 +56,15 @@ pub(crate) enum SimCommand {
         /// Command the simulated system runs after each boot (e.g. `aloft --config DIR/aloft.toml resume`).
         #[arg(long)]
         on_boot: Option<String>,
+        /// Server the device's daemon (`aloft --config DIR/aloft.toml daemon`) talks to.
+        #[arg(long)]
+        server: Option<String>,
+        /// The server's certificate (PEM), copied into the device folder and trusted.
+        #[arg(long, requires = "server")]
+        server_cert: Option<PathBuf>,
+        /// Seconds between the daemon's update checks.
+        #[arg(long, default_value_t = 5)]
+        poll_seconds: u64,
     },
     /// Reboot the simulated device: play the bootloader, then run its on-boot command.
     Reboot {

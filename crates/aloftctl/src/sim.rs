@@ -18,6 +18,9 @@ pub(crate) fn run(command: SimCommand) -> Result<()> {
             slot_size,
             artifact_name,
             on_boot,
+            server,
+            server_cert,
+            poll_seconds,
         } => {
             let slot_size = sim::parse_size(&slot_size)
                 .with_context(|| format!("--slot-size {slot_size:?} is not a size"))?;
@@ -31,6 +34,11 @@ pub(crate) fn run(command: SimCommand) -> Result<()> {
                 artifact_name,
                 reboot_command: None,
                 on_boot,
+                server: server.map(|url| sim::SimServer {
+                    url,
+                    certificate: server_cert,
+                    poll_seconds,
+                }),
             };
             let config = sim::create(&dir, &options)
                 .with_context(|| format!("cannot create a device in {}", dir.display()))?;

@@ -34,6 +34,7 @@ impl Dev {
                 tmp.path().join("device").display()
             )),
             on_boot: None,
+            server: None,
         };
         let config = sim::create(&dir, &options).unwrap();
         let dir = std::fs::canonicalize(dir).unwrap();
@@ -451,6 +452,7 @@ impl Dev {
             artifact_name: "factory-1".into(),
             reboot_command: Some(format!("touch '{}/reboot-requested'", dev.dir.display())),
             on_boot: None,
+            server: None,
         };
         sim::create(&dev.dir, &options).unwrap();
         std::fs::write(&dev.config, text).unwrap();

@@ -1,6 +1,7 @@
 //! Integration tests of aloft-server: a real server on loopback, real clients.
 
 mod common;
+mod daemon;
 mod deployments;
 mod hostile;
 mod management;

@@ -1,0 +1,714 @@
+//! The daemon loop: inventory, update checks, and each deployment from `next` to its final
+//! report, resumable at every step (see [`crate::journal`]).
+//!
+//! A deployment goes: `downloading` (into the spool, resumable) → the artifact's header is
+//! checked against the instructions → `installing` (the engine verifies and installs from the
+//! spool) → either committed at once (`success`), or `rebooting` → reboot → at the next start
+//! the engine runs the health check, the server is asked (`installing`) whether the deployment
+//! still stands, and the update is committed (`success`) or rolled back (`failure` with the
+//! reason and the log). A 409 at any report before the commit aborts it.
+
+use std::collections::BTreeMap;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use aloft_api::status;
+use aloft_artifact::{ArtifactReader, ReadOptions};
+use aloft_device::config::{Config, DaemonConfig};
+use aloft_device::engine::{Device, InstallResult, Progress};
+
+use crate::api::{ApiError, Next, Server};
+use crate::control::Request;
+use crate::download::{self, DownloadError, Spool};
+use crate::journal::{self, Journal, Record, Step};
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DaemonError {
+    /// The configuration has no `[daemon]` section or it is unusable.
+    #[error("{0}")]
+    Config(String),
+    /// The device could not be opened.
+    #[error("cannot open the device")]
+    Device(#[from] aloft_device::engine::DeviceError),
+    /// The key could not be had.
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
+    /// The server client could not be set up.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// Files of the daemon.
+    #[error("{what}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A wait of about `2^(failures-1)` seconds, at most `max`, with jitter (between half and all
+/// of it), so that a fleet that lost its server does not come back in one wave.
+pub fn backoff(failures: u32, max: Duration) -> Duration {
+    let base = Duration::from_secs(1u64 << failures.saturating_sub(1).min(20)).min(max);
+    base.mul_f64(0.5 + fastrand::f64() / 2.0)
+}
+
+/// `interval` give or take 10 %.
+fn jittered(interval: Duration) -> Duration {
+    interval.mul_f64(0.9 + fastrand::f64() / 5.0)
+}
+
+/// The socket path of a configuration.
+pub fn control_socket(config: &Config) -> PathBuf {
+    config
+        .daemon
+        .as_ref()
+        .and_then(|d| d.control_socket.clone())
+        .unwrap_or_else(|| config.data_dir.join("aloft.sock"))
+}
+
+/// The running daemon.
+pub struct Daemon {
+    device: Device,
+    config: Config,
+    settings: DaemonConfig,
+    server: Server,
+    journal: Journal,
+    spool: Spool,
+    requests: Receiver<Request>,
+    last_inventory: Option<String>,
+    /// The boot id this process started under: a different one means the system rebooted
+    /// under us (the simulator does; a real reboot ends the process first).
+    boot_id: String,
+}
+
+fn read_boot_id(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+impl Daemon {
+    /// Sets the daemon up: key (made on first start), server client, journal, control socket.
+    pub fn new(config: Config) -> Result<Self, DaemonError> {
+        let settings = config.daemon.clone().ok_or_else(|| {
+            DaemonError::Config(
+                "the configuration has no [daemon] section (or ServerURL in mender.conf): the daemon needs a server".into(),
+            )
+        })?;
+        settings.rate_limit().map_err(DaemonError::Config)?;
+        let key_path =
+            crate::identity::key_path(settings.key_file.as_deref(), &config.data_dir);
+        let key = crate::identity::load_or_create_key(&key_path, &settings.key_type)?;
+        tracing::info!(key = %key_path.display(), fingerprint = %key.verifying_key().fingerprint(), "device key");
+        let server = Server::new(&settings, key)?;
+        let journal = Journal::open(&config.data_dir.join("daemon")).map_err(|source| {
+            DaemonError::Io {
+                what: format!("cannot create {}", config.data_dir.join("daemon").display()),
+                source,
+            }
+        })?;
+        let spool = Spool::in_dir(journal.dir());
+        let (tx, requests) = std::sync::mpsc::channel();
+        let socket = control_socket(&config);
+        crate::control::listen(&socket, tx).map_err(|source| DaemonError::Io {
+            what: format!("cannot listen on {}", socket.display()),
+            source,
+        })?;
+        let device = Device::open(config.clone())?;
+        Ok(Self {
+            device,
+            boot_id: read_boot_id(&config.boot_id_file),
+            config,
+            settings,
+            server,
+            journal,
+            spool,
+            requests,
+            last_inventory: None,
+        })
+    }
+
+    /// Runs until the process is stopped.
+    pub fn run(mut self) -> ! {
+        tracing::info!(server = %self.server.base(), "aloft daemon started");
+        self.recover();
+        let update_every = Duration::from_secs(self.settings.update_poll_interval_seconds);
+        let inventory_every = Duration::from_secs(self.settings.inventory_poll_interval_seconds);
+        let retry_max = Duration::from_secs(self.settings.retry_poll_interval_seconds);
+        let mut next_update = Instant::now();
+        let mut next_inventory = Instant::now();
+        let mut force_inventory = true;
+        let (mut update_failures, mut inventory_failures) = (0u32, 0u32);
+        loop {
+            if force_inventory || Instant::now() >= next_inventory {
+                match self.inventory(force_inventory) {
+                    Ok(()) => {
+                        inventory_failures = 0;
+                        next_inventory = Instant::now() + jittered(inventory_every);
+                    }
+                    Err(e) => {
+                        inventory_failures += 1;
+                        log_api_error("inventory", &e);
+                        next_inventory = Instant::now() + backoff(inventory_failures, retry_max);
+                    }
+                }
+                force_inventory = false;
+            }
+            if Instant::now() >= next_update {
+                match self.check_update() {
+                    Ok(updated) => {
+                        update_failures = 0;
+                        next_update = Instant::now() + jittered(update_every);
+                        force_inventory |= updated;
+                    }
+                    Err(e) => {
+                        update_failures += 1;
+                        log_api_error("update check", &e);
+                        next_update = Instant::now()
+                            + backoff(update_failures, retry_max.min(update_every));
+                    }
+                }
+            }
+            if force_inventory {
+                continue;
+            }
+            let wake = next_update.min(next_inventory);
+            match self
+                .requests
+                .recv_timeout(wake.saturating_duration_since(Instant::now()))
+            {
+                Ok(Request::CheckUpdate) => {
+                    tracing::info!("update check requested");
+                    next_update = Instant::now();
+                }
+                Ok(Request::SendInventory) => {
+                    tracing::info!("inventory requested");
+                    force_inventory = true;
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    std::thread::sleep(wake.saturating_duration_since(Instant::now()));
+                }
+            }
+        }
+    }
+
+    fn builtin_provides(&self) -> Result<BTreeMap<String, String>, aloft_device::engine::DeviceError> {
+        let mut provides = self.device.provides()?;
+        provides.insert("device_type".into(), self.device.device_type()?);
+        Ok(provides)
+    }
+
+    /// Sends the inventory when it changed since the last send (or when `force`d).
+    fn inventory(&mut self, force: bool) -> Result<(), ApiError> {
+        let mut builtin = self
+            .builtin_provides()
+            .map_err(|e| ApiError::Setup(aloft_artifact::error_chain(&e)))?;
+        builtin.insert("aloft_client_version".into(), env!("CARGO_PKG_VERSION").into());
+        let attributes = crate::identity::inventory(&self.settings.inventory_dir, &builtin);
+        let text = serde_json::to_string(&attributes).expect("serialisable");
+        if !force && self.last_inventory.as_ref() == Some(&text) {
+            tracing::debug!("inventory unchanged");
+            return Ok(());
+        }
+        self.server.send_inventory(&attributes)?;
+        tracing::info!(attributes = attributes.len(), "inventory sent");
+        self.last_inventory = Some(text);
+        Ok(())
+    }
+
+    /// One update check; `Ok(true)` when a deployment was worked on.
+    fn check_update(&mut self) -> Result<bool, ApiError> {
+        if let Some(record) = self.journal.load() {
+            // A final report that could not be sent yet.
+            self.run_deployment(record);
+            return Ok(true);
+        }
+        let provides = self
+            .builtin_provides()
+            .map_err(|e| ApiError::Setup(aloft_artifact::error_chain(&e)))?;
+        match self.server.next(&provides)? {
+            Next::Nothing => Ok(false),
+            Next::Invalid { id, reason } => {
+                tracing::error!(deployment = %id, %reason, "refused the deployment instructions");
+                if !id.is_empty() {
+                    let record = Record {
+                        id,
+                        ..Record::default()
+                    };
+                    journal::start_log(&self.journal.log_path(), true);
+                    self.finish(record, status::FAILURE, Some(reason));
+                }
+                Ok(true)
+            }
+            Next::Deployment(instructions) => {
+                let id = instructions.id;
+                let artifact = instructions.artifact;
+                let installed = provides.get("artifact_name").cloned().unwrap_or_default();
+                if artifact.artifact_name == installed {
+                    tracing::info!(deployment = %id, artifact = %installed, "already installed");
+                    if let Err(e) = self.server.report(&id, status::ALREADY_INSTALLED, None) {
+                        log_api_error("status report", &e);
+                    }
+                    return Ok(true);
+                }
+                journal::start_log(&self.journal.log_path(), true);
+                tracing::info!(deployment = %id, artifact = %artifact.artifact_name, "new deployment");
+                let record = Record {
+                    id,
+                    artifact_name: artifact.artifact_name,
+                    uri: artifact.source.uri,
+                    ..Record::default()
+                };
+                let device_type = provides.get("device_type").cloned().unwrap_or_default();
+                if !artifact.device_types_compatible.contains(&device_type) {
+                    let reason = format!(
+                        "the deployment is for device types {:?}; this device is {device_type:?}",
+                        artifact.device_types_compatible
+                    );
+                    self.finish(record, status::FAILURE, Some(reason));
+                    return Ok(true);
+                }
+                self.spool.remove();
+                if let Err(e) = self.journal.save(&record) {
+                    tracing::error!(error = %e, "cannot record the deployment");
+                    self.finish(record, status::FAILURE, Some(e.to_string()));
+                    return Ok(true);
+                }
+                self.run_deployment(record);
+                Ok(true)
+            }
+        }
+    }
+
+    /// Finishes what a restart interrupted: the engine's own resume (health check, commit or
+    /// roll back), then the deployment from the step its record names.
+    fn recover(&mut self) {
+        let record = self.journal.load();
+        if record.is_some() {
+            journal::start_log(&self.journal.log_path(), false);
+        }
+        let progress = {
+            let server = &mut self.server;
+            let id = record.as_ref().map(|r| r.id.clone());
+            self.device.resume_with(&mut || match &id {
+                Some(id) => pre_commit(server, id),
+                None => Ok(()),
+            })
+        };
+        let progress = match progress {
+            Ok(p) => p,
+            Err(e) => {
+                let reason = aloft_artifact::error_chain(&e);
+                tracing::error!(%reason, "resuming the update failed");
+                match record {
+                    Some(r) if r.step != Step::Reporting => {
+                        self.finish(r, status::FAILURE, Some(reason));
+                    }
+                    Some(r) => self.run_deployment(r),
+                    None => {}
+                }
+                return;
+            }
+        };
+        let Some(mut record) = record else {
+            if progress != Progress::Nothing {
+                tracing::info!(?progress, "finished an update started outside the daemon");
+            }
+            return;
+        };
+        tracing::info!(deployment = %record.id, step = ?record.step, ?progress, "resuming the deployment");
+        match progress {
+            Progress::Committed => self.finish(record, status::SUCCESS, None),
+            Progress::Failed(reason) => {
+                if record.step == Step::Installing && record.installs < 3 && self.spool_complete(&record) {
+                    tracing::warn!(%reason, "the install was interrupted; installing again from the downloaded artifact");
+                    self.run_deployment(record);
+                } else {
+                    self.finish(record, status::FAILURE, Some(reason));
+                }
+            }
+            Progress::RebootRequired => {
+                record.step = Step::Rebooting;
+                let _ = self.journal.save(&record);
+                self.run_deployment(record);
+            }
+            Progress::Nothing => match record.step {
+                Step::Installing
+                    if self
+                        .device
+                        .installed()
+                        .is_ok_and(|i| i.artifact_name == record.artifact_name) =>
+                {
+                    self.finish(record, status::SUCCESS, None);
+                }
+                Step::Installing if !self.spool_complete(&record) => {
+                    self.finish(
+                        record,
+                        status::FAILURE,
+                        Some("interrupted during the install, and the download is gone".into()),
+                    );
+                }
+                Step::Rebooting => {
+                    let last = self.device.status().ok().and_then(|s| s.last);
+                    match last {
+                        Some(o) if o.artifact_name == record.artifact_name && o.success => {
+                            self.finish(record, status::SUCCESS, None);
+                        }
+                        Some(o) if o.artifact_name == record.artifact_name => {
+                            self.finish(record, status::FAILURE, o.reason);
+                        }
+                        _ => self.finish(
+                            record,
+                            status::FAILURE,
+                            Some("the update's outcome was lost (its state was reset)".into()),
+                        ),
+                    }
+                }
+                _ => self.run_deployment(record),
+            },
+        }
+    }
+
+    fn spool_complete(&self, record: &Record) -> bool {
+        let p = self.spool.partial();
+        p.deployment == record.id && p.offset > 0 && p.total == Some(p.offset)
+    }
+
+    fn download_options(&self, uri: &str) -> download::Options {
+        let same_host = crate::api::host_of(uri) == self.server.host();
+        download::Options {
+            stall_timeout: Duration::from_secs(self.settings.download_stall_timeout_seconds.max(1)),
+            rate_limit: self.settings.rate_limit().ok().flatten(),
+            max_failures: if self.settings.retry_poll_count == 0 {
+                10
+            } else {
+                self.settings.retry_poll_count
+            },
+            max_backoff: Duration::from_secs(self.settings.retry_poll_interval_seconds),
+            trusted_certs: if same_host {
+                self.settings.server_certificate.clone()
+            } else {
+                None
+            },
+        }
+    }
+
+    /// Drives a deployment from the step its record names to its final report.
+    fn run_deployment(&mut self, mut record: Record) {
+        loop {
+            match record.step {
+                Step::Downloading => {
+                    match self.server.report(&record.id, status::DOWNLOADING, None) {
+                        Err(ApiError::Aborted) => return self.aborted(&record),
+                        Err(e) => log_api_error("status report", &e),
+                        Ok(()) => {}
+                    }
+                    let options = self.download_options(&record.uri);
+                    let interval = Duration::from_secs(self.settings.progress_interval_seconds.max(1));
+                    let server = &mut self.server;
+                    let id = record.id.clone();
+                    let mut last = Instant::now();
+                    let fetched = download::download(
+                        &record.uri,
+                        &self.spool,
+                        &record.id,
+                        &options,
+                        &mut |bytes, total| {
+                            if last.elapsed() < interval {
+                                return Ok(());
+                            }
+                            last = Instant::now();
+                            let substate = progress_text("downloading", bytes, total);
+                            match server.report(&id, status::DOWNLOADING, Some(&substate)) {
+                                Err(ApiError::Aborted) => Err("the deployment was aborted".into()),
+                                _ => Ok(()),
+                            }
+                        },
+                    );
+                    match fetched {
+                        Ok(done) => tracing::info!(
+                            size = done.size,
+                            fetched = done.fetched,
+                            resumed_from = done.resumed_from,
+                            "download complete"
+                        ),
+                        Err(DownloadError::Cancelled(_)) => return self.aborted(&record),
+                        Err(e) => {
+                            let reason = format!("download failed: {}", aloft_artifact::error_chain(&e));
+                            return self.finish(record, status::FAILURE, Some(reason));
+                        }
+                    }
+                    if let Err(reason) = self.check_header(&record) {
+                        return self.finish(record, status::FAILURE, Some(reason));
+                    }
+                    record.step = Step::Installing;
+                    if let Err(e) = self.journal.save(&record) {
+                        return self.finish(record, status::FAILURE, Some(e.to_string()));
+                    }
+                }
+                Step::Installing => {
+                    match self.server.report(&record.id, status::INSTALLING, None) {
+                        Err(ApiError::Aborted) => return self.aborted(&record),
+                        Err(e) => log_api_error("status report", &e),
+                        Ok(()) => {}
+                    }
+                    record.installs += 1;
+                    let _ = self.journal.save(&record);
+                    let file = match download::open(&self.spool) {
+                        Ok(f) => f,
+                        Err(e) => {
+                            return self.finish(record, status::FAILURE, Some(e.to_string()));
+                        }
+                    };
+                    let server = &mut self.server;
+                    let id = record.id.clone();
+                    let interval = Duration::from_secs(self.settings.progress_interval_seconds.max(1));
+                    let mut last = Instant::now();
+                    let installed = self.device.install(
+                        BufReader::with_capacity(64 * 1024, file),
+                        &mut |n, total| {
+                            if last.elapsed() >= interval {
+                                last = Instant::now();
+                                let substate = progress_text("installing", n, Some(total));
+                                let _ = server.report(&id, status::INSTALLING, Some(&substate));
+                            }
+                        },
+                    );
+                    match installed {
+                        Ok(InstallResult::Committed) => {
+                            self.spool.remove();
+                            return self.finish(record, status::SUCCESS, None);
+                        }
+                        Ok(InstallResult::RebootRequired) => {
+                            self.spool.remove();
+                            record.step = Step::Rebooting;
+                            let _ = self.journal.save(&record);
+                            match self.server.report(&record.id, status::REBOOTING, None) {
+                                Err(ApiError::Aborted) => {
+                                    self.rollback_after_abort();
+                                    return self.aborted(&record);
+                                }
+                                Err(e) => log_api_error("status report", &e),
+                                Ok(()) => {}
+                            }
+                        }
+                        Err(e) => {
+                            self.spool.remove();
+                            let reason = aloft_artifact::error_chain(&e);
+                            return self.finish(record, status::FAILURE, Some(reason));
+                        }
+                    }
+                }
+                Step::Rebooting => {
+                    let reason = self.reboot();
+                    // Only reached when the system did not go down.
+                    tracing::error!(%reason, "the reboot did not happen; rolling back");
+                    if let Err(e) = self.device.rollback() {
+                        tracing::error!(error = %aloft_artifact::error_chain(&e), "rollback failed");
+                    }
+                    return self.finish(record, status::FAILURE, Some(reason));
+                }
+                Step::Reporting => return self.send_final(&record),
+            }
+        }
+    }
+
+    /// The artifact in the spool is the one the instructions named.
+    fn check_header(&self, record: &Record) -> Result<(), String> {
+        let file = download::open(&self.spool).map_err(|e| e.to_string())?;
+        let reader = ArtifactReader::open(BufReader::new(file), &ReadOptions::default())
+            .map_err(|e| format!("the downloaded artifact is invalid: {}", aloft_artifact::error_chain(&e)))?;
+        let name = &reader.info().name;
+        if *name != record.artifact_name {
+            return Err(format!(
+                "the server announced artifact {:?} but sent {name:?}",
+                record.artifact_name
+            ));
+        }
+        Ok(())
+    }
+
+    fn rollback_after_abort(&self) {
+        match self.device.rollback() {
+            Ok(p) => tracing::info!(?p, "rolled back the aborted deployment"),
+            Err(e) => tracing::error!(error = %aloft_artifact::error_chain(&e), "rollback failed"),
+        }
+    }
+
+    /// Runs the reboot command and waits for the system to go down. When the boot id changes
+    /// under this process (a simulated device), the daemon starts over as after a boot.
+    /// Returns only when no reboot happened, with the reason.
+    fn reboot(&self) -> String {
+        let current = read_boot_id(&self.config.boot_id_file);
+        if current == self.boot_id {
+            tracing::info!(command = %self.config.reboot_command, "rebooting into the new software");
+            let status = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(&self.config.reboot_command)
+                .stdin(std::process::Stdio::null())
+                .status();
+            match status {
+                Ok(s) if s.success() => {}
+                Ok(s) => return format!("the reboot command `{}` failed: {s}", self.config.reboot_command),
+                Err(e) => return format!("cannot run the reboot command: {e}"),
+            }
+            let deadline = Instant::now() + Duration::from_secs(self.settings.reboot_wait_seconds);
+            while read_boot_id(&self.config.boot_id_file) == self.boot_id {
+                if Instant::now() >= deadline {
+                    return format!(
+                        "the reboot command `{}` ran but the system did not reboot within {} s",
+                        self.config.reboot_command, self.settings.reboot_wait_seconds
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        tracing::info!("the system rebooted under the daemon: starting over");
+        journal::stop_log();
+        let error = restart_process();
+        format!("cannot start the daemon again after the reboot: {error}")
+    }
+
+    /// Records the final status durably, then reports it.
+    fn finish(&mut self, mut record: Record, final_status: &str, reason: Option<String>) {
+        if let Some(r) = &reason {
+            tracing::error!(deployment = %record.id, reason = %r, "deployment failed");
+        } else {
+            tracing::info!(deployment = %record.id, status = final_status, "deployment finished");
+        }
+        record.step = Step::Reporting;
+        record.status = Some(final_status.to_owned());
+        record.reason = reason;
+        if let Err(e) = self.journal.save(&record) {
+            tracing::error!(error = %e, "cannot record the final status; reporting it now");
+        }
+        self.send_final(&record);
+    }
+
+    /// Sends the final status (and the log after a failure), retrying with backoff; the
+    /// record stays until the server has it, so a later check or restart sends it again.
+    fn send_final(&mut self, record: &Record) {
+        let final_status = record.status.as_deref().unwrap_or(status::FAILURE);
+        let attempts = if self.settings.retry_poll_count == 0 { 5 } else { self.settings.retry_poll_count };
+        let max = Duration::from_secs(self.settings.retry_poll_interval_seconds);
+        let mut sent = false;
+        for attempt in 1..=attempts {
+            let substate = record.reason.as_deref().map(|r| r.chars().take(1000).collect::<String>());
+            match self.server.report(&record.id, final_status, substate.as_deref()) {
+                Ok(()) => {
+                    sent = true;
+                    break;
+                }
+                Err(ApiError::Aborted) => {
+                    tracing::info!(deployment = %record.id, "the deployment was aborted on the server meanwhile");
+                    sent = true;
+                    break;
+                }
+                Err(e) => {
+                    log_api_error("final status report", &e);
+                    if attempt < attempts {
+                        std::thread::sleep(backoff(attempt, max));
+                    }
+                }
+            }
+        }
+        if !sent {
+            tracing::warn!(deployment = %record.id, "the final status is kept and sent again at the next check");
+            return;
+        }
+        if final_status == status::FAILURE {
+            let messages = self.journal.messages();
+            if let Err(e) = self.server.upload_log(&record.id, messages) {
+                log_api_error("log upload", &e);
+            }
+        }
+        self.journal.clear();
+        self.spool.remove();
+    }
+
+    /// A 409: the deployment is over on the server; nothing is reported.
+    fn aborted(&mut self, record: &Record) {
+        tracing::warn!(deployment = %record.id, "the deployment was aborted on the server; stopping it");
+        self.spool.remove();
+        self.journal.clear();
+    }
+}
+
+/// The report before a commit after the reboot: with a fresh token, as Mender does. A 409
+/// rolls the update back; a server that cannot be reached does not (the new system passed its
+/// health check; the final report is retried later).
+fn pre_commit(server: &mut Server, id: &str) -> Result<(), String> {
+    server.forget_token();
+    for attempt in 1..=3 {
+        match server.report(id, status::INSTALLING, Some("committing")) {
+            Ok(()) => return Ok(()),
+            Err(ApiError::Aborted) => {
+                return Err("the deployment was aborted on the server before the commit".into());
+            }
+            Err(e) => {
+                log_api_error("pre-commit status report", &e);
+                std::thread::sleep(backoff(attempt, Duration::from_secs(10)));
+            }
+        }
+    }
+    tracing::warn!("the server cannot be reached before the commit; committing the healthy update");
+    Ok(())
+}
+
+fn progress_text(what: &str, bytes: u64, total: Option<u64>) -> String {
+    #[allow(clippy::cast_precision_loss)]
+    let mib = |b: u64| b as f64 / f64::from(1u32 << 20);
+    match total {
+        Some(t) if t > 0 => format!(
+            "{what} {}% ({:.1} of {:.1} MiB)",
+            bytes.saturating_mul(100) / t,
+            mib(bytes),
+            mib(t)
+        ),
+        _ => format!("{what} {:.1} MiB", mib(bytes)),
+    }
+}
+
+fn log_api_error(what: &str, e: &ApiError) {
+    match e {
+        ApiError::Unauthorized => {
+            tracing::info!("{what}: waiting for the server to accept this device");
+        }
+        other => tracing::warn!(error = %aloft_artifact::error_chain(other), "{what} failed"),
+    }
+}
+
+/// Replaces this process with a new run of the same command line (after a simulated reboot).
+fn restart_process() -> std::io::Error {
+    use std::os::unix::process::CommandExt as _;
+    match std::env::current_exe() {
+        Ok(exe) => std::process::Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .exec(),
+        Err(e) => e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_its_cap_with_jitter() {
+        let max = Duration::from_secs(60);
+        for _ in 0..100 {
+            let first = backoff(1, max);
+            assert!(first >= Duration::from_millis(500) && first <= Duration::from_secs(1));
+            let late = backoff(30, max);
+            assert!(late >= Duration::from_secs(30) && late <= max);
+        }
+        assert_eq!(progress_text("downloading", 512 << 10, Some(1 << 20)), "downloading 50% (0.5 of 1.0 MiB)");
+    }
+}
