@@ -73,9 +73,13 @@ fn main() -> ExitCode {
     use tracing_subscriber::util::SubscriberInitExt as _;
     let cli = Cli::parse();
     let daemon = matches!(cli.command, Cmd::Daemon);
-    let level = if cli.verbose || daemon { "info" } else { "warn" };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ALOFT_LOG")
-        .unwrap_or_else(|_| level.into());
+    let level = if cli.verbose || daemon {
+        "info"
+    } else {
+        "warn"
+    };
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("ALOFT_LOG").unwrap_or_else(|_| level.into());
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false);

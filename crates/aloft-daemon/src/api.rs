@@ -348,7 +348,12 @@ impl Server {
     }
 
     /// Reports a deployment's status; `Err(Aborted)` on 409.
-    pub fn report(&mut self, id: &str, status: &str, substate: Option<&str>) -> Result<(), ApiError> {
+    pub fn report(
+        &mut self,
+        id: &str,
+        status: &str,
+        substate: Option<&str>,
+    ) -> Result<(), ApiError> {
         const WHAT: &str = "status report";
         let mut body = serde_json::to_vec(&StatusReport {
             status: status.to_owned(),
@@ -381,7 +386,10 @@ fn invalid(what: &'static str, reason: &str) -> ApiError {
     }
 }
 
-fn read_body(response: &mut ureq::http::Response<ureq::Body>, what: &'static str) -> Result<Vec<u8>, ApiError> {
+fn read_body(
+    response: &mut ureq::http::Response<ureq::Body>,
+    what: &'static str,
+) -> Result<Vec<u8>, ApiError> {
     response
         .body_mut()
         .with_config()
@@ -496,8 +504,13 @@ mod tests {
         let traversal = br#"{"id":"../../x","artifact":{"id":"a","artifact_name":"r2","source":{"uri":"https://h/x","expire":"z"},"device_types_compatible":["t"]}}"#;
         assert!(matches!(parse_instructions(traversal), Next::Invalid { id, .. } if id.is_empty()));
         let file = br#"{"id":"d1","artifact":{"id":"a","artifact_name":"r2","source":{"uri":"file:///etc/shadow","expire":"z"},"device_types_compatible":["t"]}}"#;
-        assert!(matches!(parse_instructions(file), Next::Invalid { id, reason } if id == "d1" && reason.contains("http")));
-        assert!(matches!(parse_instructions(b"\x00garbage"), Next::Invalid { .. }));
+        assert!(
+            matches!(parse_instructions(file), Next::Invalid { id, reason } if id == "d1" && reason.contains("http"))
+        );
+        assert!(matches!(
+            parse_instructions(b"\x00garbage"),
+            Next::Invalid { .. }
+        ));
         assert!(!valid_token("a.b.c\r\nX-Injected: 1"));
         assert!(valid_token("eyJ0.eyJz.sig-_"));
     }

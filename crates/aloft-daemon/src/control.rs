@@ -107,8 +107,10 @@ mod tests {
         send(&path, Request::SendInventory).unwrap();
         assert_eq!(rx.recv().unwrap(), Request::CheckUpdate);
         assert_eq!(rx.recv().unwrap(), Request::SendInventory);
-        assert!(send(&dir.path().join("none.sock"), Request::CheckUpdate)
-            .unwrap_err()
-            .contains("is `aloft daemon` running"));
+        assert!(
+            send(&dir.path().join("none.sock"), Request::CheckUpdate)
+                .unwrap_err()
+                .contains("is `aloft daemon` running")
+        );
     }
 }

@@ -102,17 +102,15 @@ impl Daemon {
             )
         })?;
         settings.rate_limit().map_err(DaemonError::Config)?;
-        let key_path =
-            crate::identity::key_path(settings.key_file.as_deref(), &config.data_dir);
+        let key_path = crate::identity::key_path(settings.key_file.as_deref(), &config.data_dir);
         let key = crate::identity::load_or_create_key(&key_path, &settings.key_type)?;
         tracing::info!(key = %key_path.display(), fingerprint = %key.verifying_key().fingerprint(), "device key");
         let server = Server::new(&settings, key)?;
-        let journal = Journal::open(&config.data_dir.join("daemon")).map_err(|source| {
-            DaemonError::Io {
+        let journal =
+            Journal::open(&config.data_dir.join("daemon")).map_err(|source| DaemonError::Io {
                 what: format!("cannot create {}", config.data_dir.join("daemon").display()),
                 source,
-            }
-        })?;
+            })?;
         let spool = Spool::in_dir(journal.dir());
         let (tx, requests) = std::sync::mpsc::channel();
         let socket = control_socket(&config);
@@ -170,8 +168,8 @@ impl Daemon {
                     Err(e) => {
                         update_failures += 1;
                         log_api_error("update check", &e);
-                        next_update = Instant::now()
-                            + backoff(update_failures, retry_max.min(update_every));
+                        next_update =
+                            Instant::now() + backoff(update_failures, retry_max.min(update_every));
                     }
                 }
             }
@@ -199,7 +197,9 @@ impl Daemon {
         }
     }
 
-    fn builtin_provides(&self) -> Result<BTreeMap<String, String>, aloft_device::engine::DeviceError> {
+    fn builtin_provides(
+        &self,
+    ) -> Result<BTreeMap<String, String>, aloft_device::engine::DeviceError> {
         let mut provides = self.device.provides()?;
         provides.insert("device_type".into(), self.device.device_type()?);
         Ok(provides)
@@ -210,7 +210,10 @@ impl Daemon {
         let mut builtin = self
             .builtin_provides()
             .map_err(|e| ApiError::Setup(aloft_artifact::error_chain(&e)))?;
-        builtin.insert("aloft_client_version".into(), env!("CARGO_PKG_VERSION").into());
+        builtin.insert(
+            "aloft_client_version".into(),
+            env!("CARGO_PKG_VERSION").into(),
+        );
         let attributes = crate::identity::inventory(&self.settings.inventory_dir, &builtin);
         let text = serde_json::to_string(&attributes).expect("serialisable");
         if !force && self.last_inventory.as_ref() == Some(&text) {
@@ -327,7 +330,10 @@ impl Daemon {
         match progress {
             Progress::Committed => self.finish(record, status::SUCCESS, None),
             Progress::Failed(reason) => {
-                if record.step == Step::Installing && record.installs < 3 && self.spool_complete(&record) {
+                if record.step == Step::Installing
+                    && record.installs < 3
+                    && self.spool_complete(&record)
+                {
                     tracing::warn!(%reason, "the install was interrupted; installing again from the downloaded artifact");
                     self.run_deployment(record);
                 } else {
@@ -411,7 +417,8 @@ impl Daemon {
                         Ok(()) => {}
                     }
                     let options = self.download_options(&record.uri);
-                    let interval = Duration::from_secs(self.settings.progress_interval_seconds.max(1));
+                    let interval =
+                        Duration::from_secs(self.settings.progress_interval_seconds.max(1));
                     let server = &mut self.server;
                     let id = record.id.clone();
                     let mut last = Instant::now();
@@ -441,7 +448,8 @@ impl Daemon {
                         ),
                         Err(DownloadError::Cancelled(_)) => return self.aborted(&record),
                         Err(e) => {
-                            let reason = format!("download failed: {}", aloft_artifact::error_chain(&e));
+                            let reason =
+                                format!("download failed: {}", aloft_artifact::error_chain(&e));
                             return self.finish(record, status::FAILURE, Some(reason));
                         }
                     }
@@ -469,7 +477,8 @@ impl Daemon {
                     };
                     let server = &mut self.server;
                     let id = record.id.clone();
-                    let interval = Duration::from_secs(self.settings.progress_interval_seconds.max(1));
+                    let interval =
+                        Duration::from_secs(self.settings.progress_interval_seconds.max(1));
                     let mut last = Instant::now();
                     let installed = self.device.install(
                         BufReader::with_capacity(64 * 1024, file),
@@ -523,8 +532,13 @@ impl Daemon {
     /// The artifact in the spool is the one the instructions named.
     fn check_header(&self, record: &Record) -> Result<(), String> {
         let file = download::open(&self.spool).map_err(|e| e.to_string())?;
-        let reader = ArtifactReader::open(BufReader::new(file), &ReadOptions::default())
-            .map_err(|e| format!("the downloaded artifact is invalid: {}", aloft_artifact::error_chain(&e)))?;
+        let reader =
+            ArtifactReader::open(BufReader::new(file), &ReadOptions::default()).map_err(|e| {
+                format!(
+                    "the downloaded artifact is invalid: {}",
+                    aloft_artifact::error_chain(&e)
+                )
+            })?;
         let name = &reader.info().name;
         if *name != record.artifact_name {
             return Err(format!(
@@ -556,7 +570,12 @@ impl Daemon {
                 .status();
             match status {
                 Ok(s) if s.success() => {}
-                Ok(s) => return format!("the reboot command `{}` failed: {s}", self.config.reboot_command),
+                Ok(s) => {
+                    return format!(
+                        "the reboot command `{}` failed: {s}",
+                        self.config.reboot_command
+                    );
+                }
                 Err(e) => return format!("cannot run the reboot command: {e}"),
             }
             let deadline = Instant::now() + Duration::from_secs(self.settings.reboot_wait_seconds);
@@ -596,12 +615,22 @@ impl Daemon {
     /// record stays until the server has it, so a later check or restart sends it again.
     fn send_final(&mut self, record: &Record) {
         let final_status = record.status.as_deref().unwrap_or(status::FAILURE);
-        let attempts = if self.settings.retry_poll_count == 0 { 5 } else { self.settings.retry_poll_count };
+        let attempts = if self.settings.retry_poll_count == 0 {
+            5
+        } else {
+            self.settings.retry_poll_count
+        };
         let max = Duration::from_secs(self.settings.retry_poll_interval_seconds);
         let mut sent = false;
         for attempt in 1..=attempts {
-            let substate = record.reason.as_deref().map(|r| r.chars().take(1000).collect::<String>());
-            match self.server.report(&record.id, final_status, substate.as_deref()) {
+            let substate = record
+                .reason
+                .as_deref()
+                .map(|r| r.chars().take(1000).collect::<String>());
+            match self
+                .server
+                .report(&record.id, final_status, substate.as_deref())
+            {
                 Ok(()) => {
                     sent = true;
                     break;
@@ -709,6 +738,9 @@ mod tests {
             let late = backoff(30, max);
             assert!(late >= Duration::from_secs(30) && late <= max);
         }
-        assert_eq!(progress_text("downloading", 512 << 10, Some(1 << 20)), "downloading 50% (0.5 of 1.0 MiB)");
+        assert_eq!(
+            progress_text("downloading", 512 << 10, Some(1 << 20)),
+            "downloading 50% (0.5 of 1.0 MiB)"
+        );
     }
 }

@@ -266,7 +266,9 @@ pub fn download(
                             "the server sent the whole file again twice".into(),
                         ));
                     }
-                    tracing::warn!("the server sent the whole artifact again (it changed, or it ignores Range): starting over");
+                    tracing::warn!(
+                        "the server sent the whole artifact again (it changed, or it ignores Range): starting over"
+                    );
                     partial.offset = 0;
                     file.set_len(0).map_err(io("cannot empty the spool"))?;
                     file.seek(SeekFrom::Start(0))

@@ -127,7 +127,8 @@ fn run_helper(path: &Path, limit: Duration) -> Result<(bool, String), String> {
     let reader = std::thread::spawn(move || {
         let mut buf = Vec::new();
         // At most 1 MiB of output is read.
-        let _ = std::io::Read::read_to_end(&mut std::io::Read::take(&mut stdout, 1 << 20), &mut buf);
+        let _ =
+            std::io::Read::read_to_end(&mut std::io::Read::take(&mut stdout, 1 << 20), &mut buf);
         buf
     });
     let start = Instant::now();
@@ -247,8 +248,16 @@ mod tests {
     #[test]
     fn inventory_merges_scripts_and_builtins_win() {
         let dir = tempfile::tempdir().unwrap();
-        script(dir.path(), "mender-inventory-a", "echo ip=10.0.0.1\necho artifact_name=liar");
-        script(dir.path(), "mender-inventory-b", "echo ip=10.0.0.2\necho os=Test");
+        script(
+            dir.path(),
+            "mender-inventory-a",
+            "echo ip=10.0.0.1\necho artifact_name=liar",
+        );
+        script(
+            dir.path(),
+            "mender-inventory-b",
+            "echo ip=10.0.0.2\necho os=Test",
+        );
         script(dir.path(), "mender-inventory-broken", "echo garbage");
         script(dir.path(), "other", "echo skipped=1");
         let builtin = BTreeMap::from([("artifact_name".to_owned(), "release-1".to_owned())]);

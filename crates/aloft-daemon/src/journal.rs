@@ -137,14 +137,20 @@ pub fn start_log(path: &Path, fresh: bool) {
             Ok(f)
         });
     match file {
-        Ok(f) => *LOG.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(f),
-        Err(e) => tracing::warn!(error = %e, path = %path.display(), "cannot keep a deployment log"),
+        Ok(f) => {
+            *LOG.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(f);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, path = %path.display(), "cannot keep a deployment log");
+        }
     }
 }
 
 /// Stops collecting.
 pub fn stop_log() {
-    *LOG.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    *LOG.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
 }
 
 /// The `tracing` layer that writes events into the deployment log while one is collected.
@@ -178,7 +184,9 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for LogLayer {
         if level > tracing::Level::INFO {
             return;
         }
-        let mut guard = LOG.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut guard = LOG
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(file) = guard.as_mut() else {
             return;
         };

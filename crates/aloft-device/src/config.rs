@@ -277,7 +277,9 @@ impl DaemonConfig {
     pub fn rate_limit(&self) -> Result<Option<u64>, String> {
         self.download_rate_limit
             .as_deref()
-            .map(|s| parse_size(s).ok_or_else(|| format!("download_rate_limit {s:?} is not a size")))
+            .map(|s| {
+                parse_size(s).ok_or_else(|| format!("download_rate_limit {s:?} is not a size"))
+            })
             .transpose()
     }
 }
@@ -479,9 +481,18 @@ impl Config {
             d.server_certificate = m.server_certificate.filter(|p| !p.as_os_str().is_empty());
             d.tenant_token = m.tenant_token.unwrap_or_default();
             // Mender turns 0 into its default; so do we.
-            set(&mut d.update_poll_interval_seconds, m.update_poll_interval_seconds);
-            set(&mut d.inventory_poll_interval_seconds, m.inventory_poll_interval_seconds);
-            set(&mut d.retry_poll_interval_seconds, m.retry_poll_interval_seconds);
+            set(
+                &mut d.update_poll_interval_seconds,
+                m.update_poll_interval_seconds,
+            );
+            set(
+                &mut d.inventory_poll_interval_seconds,
+                m.inventory_poll_interval_seconds,
+            );
+            set(
+                &mut d.retry_poll_interval_seconds,
+                m.retry_poll_interval_seconds,
+            );
             d.retry_poll_count = m.retry_poll_count.unwrap_or(0);
             config.daemon = Some(d);
         }

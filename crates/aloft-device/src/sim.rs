@@ -289,7 +289,9 @@ fn daemon_section(dir: &Path, server: &SimServer) -> Result<String> {
         &dir.join("identity/mender-device-identity"),
         format!("#!/bin/sh\necho mac={mac}\n"),
     )?;
-    let name = dir.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let name = dir
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
     executable(
         &dir.join("inventory/mender-inventory-sim"),
         format!(

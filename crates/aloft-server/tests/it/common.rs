@@ -99,7 +99,7 @@ impl TestApp {
                 ServeOptions {
                     data_dir: data,
                     listen: "127.0.0.1:0".parse().unwrap(),
-                    public_url: None,
+                    public_url: settings.public_url.clone(),
                     tls_cert: None,
                     tls_key: None,
                 },
@@ -131,7 +131,7 @@ impl TestApp {
                 ServeOptions {
                     data_dir: self.dir.path().join("data"),
                     listen: self.addr,
-                    public_url: None,
+                    public_url: self.settings.public_url.clone(),
                     tls_cert: None,
                     tls_key: None,
                 },
