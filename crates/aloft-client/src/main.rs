@@ -82,6 +82,7 @@ fn main() -> ExitCode {
         tracing_subscriber::EnvFilter::try_from_env("ALOFT_LOG").unwrap_or_else(|_| level.into());
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     // The daemon's log lines carry a time; the short-lived commands' do not.
     let registry = tracing_subscriber::registry().with(filter);

@@ -44,6 +44,12 @@ impl Resp {
     }
 }
 
+/// Where a server listens and the certificate it shows.
+pub(crate) struct FakeServer {
+    pub(crate) addr: SocketAddr,
+    pub(crate) cert: PathBuf,
+}
+
 /// A server under test.
 pub(crate) struct TestApp {
     pub(crate) rt: tokio::runtime::Runtime,

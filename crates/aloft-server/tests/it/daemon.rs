@@ -21,7 +21,7 @@ use std::time::Duration;
 use aloft_server::http::Settings;
 use serde_json::{Value, json};
 
-use crate::common::{TestApp, mender_single_file, wait_for};
+use crate::common::{FakeServer, TestApp, mender_single_file, wait_for};
 
 /// A binary of this workspace, next to the test executable's folder.
 pub(crate) fn bin(name: &str) -> PathBuf {
@@ -52,16 +52,30 @@ impl Drop for SimDaemon {
 impl SimDaemon {
     /// Makes the device (`aloftctl sim create --server`) without starting its daemon.
     pub(crate) fn create(app: &TestApp, dir: &Path, device_type: &str, extra_toml: &str) -> Self {
+        let server = FakeServer {
+            addr: app.addr,
+            cert: app.cert.clone(),
+        };
+        Self::create_for(&server, dir, device_type, extra_toml)
+    }
+
+    /// The same for any server.
+    pub(crate) fn create_for(
+        server: &FakeServer,
+        dir: &Path,
+        device_type: &str,
+        extra_toml: &str,
+    ) -> Self {
         let out = Command::new(bin("aloftctl"))
             .args(["sim", "create"])
             .arg(dir)
             .args(["--device-type", device_type, "--slot-size", "16M"])
             .args([
                 "--server",
-                &format!("https://127.0.0.1:{}", app.addr.port()),
+                &format!("https://127.0.0.1:{}", server.addr.port()),
             ])
             .arg("--server-cert")
-            .arg(&app.cert)
+            .arg(&server.cert)
             .args(["--poll-seconds", "1"])
             .output()
             .unwrap();

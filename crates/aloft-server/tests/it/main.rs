@@ -4,5 +4,6 @@ mod common;
 mod daemon;
 mod deployments;
 mod hostile;
+mod hostile_server;
 mod management;
 mod mender_client;
