@@ -78,8 +78,11 @@ fn main() -> ExitCode {
     } else {
         "warn"
     };
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_env("ALOFT_LOG").unwrap_or_else(|_| level.into());
+    // `ALOFT_LOG`: a level, or `target=level,...` (no regular expressions: small binary).
+    let filter: tracing_subscriber::filter::Targets = std::env::var("ALOFT_LOG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| level.parse().expect("a valid level"));
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
