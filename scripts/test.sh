@@ -39,7 +39,7 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 step "dependency rules"
 # The format library and the device engine stay free of async runtimes, HTTP servers and
 # databases (ARCHITECTURE.md); the format library has no HTTP client either.
-for crate in aloft-artifact aloft-device aloft-client; do
+for crate in aloft-artifact aloft-device aloft-daemon aloft-client; do
   forbidden='^(tokio|async-std|hyper|axum|sqlx|rusqlite|diesel) '
   [ "$crate" = aloft-artifact ] && forbidden='^(tokio|async-std|hyper|axum|reqwest|ureq|sqlx|rusqlite|diesel) '
   if cargo tree -p "$crate" -e normal --prefix none --locked | grep -E "$forbidden"; then
@@ -62,9 +62,12 @@ corpus=fuzz/corpus/read_artifact
 mkdir -p "$corpus"
 cargo run --quiet --locked -p aloft-testkit --example write-hostile "$corpus"
 cp ../shared/testdata/mender-artifacts/*.mender "$corpus"/ 2>/dev/null || true
+mkdir -p fuzz/corpus/daemon_answers
+cp fuzz/seeds/daemon_answers/* fuzz/corpus/daemon_answers/
 if [ "${FUZZ_SECONDS:-30}" -gt 0 ]; then
-  for target in read_artifact read_signed_artifact; do
-    (cd fuzz && cargo fuzz run -O "$target" "../$corpus" -- \
+  for target in read_artifact read_signed_artifact daemon_answers; do
+    c="$corpus"; [ "$target" = daemon_answers ] && c=fuzz/corpus/daemon_answers
+    (cd fuzz && cargo fuzz run -O "$target" "../$c" -- \
       -max_total_time="${FUZZ_SECONDS:-30}" -rss_limit_mb=512 -max_len=2000000 -print_final_stats=1 2>&1 | tail -n 4)
   done
 fi

@@ -408,6 +408,7 @@ impl Daemon {
 
     /// Drives a deployment from the step its record names to its final report.
     fn run_deployment(&mut self, mut record: Record) {
+        let mut refreshed = false;
         loop {
             match record.step {
                 Step::Downloading => {
@@ -447,6 +448,21 @@ impl Daemon {
                             "download complete"
                         ),
                         Err(DownloadError::Cancelled(_)) => return self.aborted(&record),
+                        Err(DownloadError::Refused { status: code }) if !refreshed => {
+                            // An expired link (a download resumed days later): ask again.
+                            refreshed = true;
+                            if let Some(uri) = self.fresh_link(&record.id) {
+                                tracing::info!(
+                                    code,
+                                    "the download link was refused; got a new one"
+                                );
+                                record.uri = uri;
+                                let _ = self.journal.save(&record);
+                                continue;
+                            }
+                            let reason = format!("download failed: the server answered {code}");
+                            return self.finish(record, status::FAILURE, Some(reason));
+                        }
                         Err(e) => {
                             let reason =
                                 format!("download failed: {}", aloft_artifact::error_chain(&e));
@@ -526,6 +542,16 @@ impl Daemon {
                 }
                 Step::Reporting => return self.send_final(&record),
             }
+        }
+    }
+
+    /// A new download link for deployment `id`, from `next` (the server hands out the
+    /// unfinished deployment again).
+    fn fresh_link(&mut self, id: &str) -> Option<String> {
+        let provides = self.builtin_provides().ok()?;
+        match self.server.next(&provides) {
+            Ok(Next::Deployment(d)) if d.id == id => Some(d.artifact.source.uri),
+            _ => None,
         }
     }
 

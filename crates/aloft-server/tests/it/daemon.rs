@@ -567,8 +567,10 @@ fn downloads_survive_cuts_stalls_and_5xx_within_1_2x_the_artifact() {
 #[test]
 fn kill_9_during_download_install_and_reboot_resumes_and_reports_the_truth() {
     let (listener, port) = FaultyProxy::bind();
+    // Download links last 3 s: the restarted daemon finds its link expired.
     let app = TestApp::start_with(Settings {
         public_url: Some(format!("http://127.0.0.1:{port}")),
+        download_link_secs: 3,
         ..Settings::default()
     });
     let proxy = FaultyProxy::start(listener, &app, Vec::new());
@@ -634,6 +636,7 @@ fn kill_9_during_download_install_and_reboot_resumes_and_reports_the_truth() {
     let offset = dev.partial()["offset"].as_u64().unwrap();
     assert!(offset >= 1 << 20, "{offset}");
     let before = proxy.requests.lock().unwrap().len();
+    std::thread::sleep(Duration::from_secs(4));
     dev.start();
     wait_for(60, "the resumed request", || {
         proxy.requests.lock().unwrap().get(before).cloned()
@@ -677,6 +680,10 @@ fn kill_9_during_download_install_and_reboot_resumes_and_reports_the_truth() {
     assert_eq!(deployment["status"], "finished");
     let log = dev.log();
     assert!(log.contains("resuming the download"), "{log}");
+    assert!(
+        log.contains("got a new one"),
+        "the expired link was renewed: {log}"
+    );
     assert!(
         log.contains("installing again from the downloaded artifact"),
         "{log}"
