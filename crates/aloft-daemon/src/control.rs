@@ -1,5 +1,6 @@
 //! The control socket: `aloft check-update` and `aloft send-inventory` ask the running daemon
 //! to act now. A Unix socket, owner-only (mode 0600), one line per request, one line back.
+//! `SIGUSR1` and `SIGUSR2` do the same, as for Mender's daemon.
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -62,6 +63,28 @@ fn serve(stream: &UnixStream, tx: &Sender<Request>) -> std::io::Result<()> {
     .unwrap_or("error: the daemon is stopping");
     let mut writer = stream;
     writer.write_all(format!("{answer}\n").as_bytes())
+}
+
+/// Forwards `SIGUSR1` (check for an update) and `SIGUSR2` (send the inventory) to `tx`, as
+/// Mender's daemon understands them.
+pub fn forward_signals(tx: Sender<Request>) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGUSR1, SIGUSR2};
+    let mut signals = signal_hook::iterator::Signals::new([SIGUSR1, SIGUSR2])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                let request = if signal == SIGUSR1 {
+                    Request::CheckUpdate
+                } else {
+                    Request::SendInventory
+                };
+                if tx.send(request).is_err() {
+                    break;
+                }
+            }
+        })?;
+    Ok(())
 }
 
 /// Sends `request` to the daemon at `path`; its answer.

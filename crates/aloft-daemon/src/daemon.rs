@@ -114,6 +114,10 @@ impl Daemon {
         let spool = Spool::in_dir(journal.dir());
         let (tx, requests) = std::sync::mpsc::channel();
         let socket = control_socket(&config);
+        crate::control::forward_signals(tx.clone()).map_err(|source| DaemonError::Io {
+            what: "cannot handle SIGUSR1/SIGUSR2".into(),
+            source,
+        })?;
         crate::control::listen(&socket, tx).map_err(|source| DaemonError::Io {
             what: format!("cannot listen on {}", socket.display()),
             source,

@@ -133,6 +133,10 @@ impl SimDaemon {
         }
     }
 
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
     pub(crate) fn running(&mut self) -> bool {
         self.child
             .as_mut()
@@ -732,4 +736,79 @@ fn ten_daemons_take_one_deployment_in_parallel() {
         assert_eq!(dev.status()["artifact_name"], "app-2");
         assert!(dev.running());
     }
+}
+
+#[test]
+fn check_update_and_signals_reach_a_daemon_that_polls_hourly() {
+    let app = TestApp::start();
+    let work = tempfile::tempdir().unwrap();
+    let mut dev = SimDaemon::create(
+        &app,
+        &work.path().join("dev"),
+        "sim-board",
+        "update_poll_interval_seconds = 3600\ninventory_poll_interval_seconds = 3600",
+    );
+    dev.start();
+    let device = accept(&app, &dev.mac());
+    wait_for(60, "the first inventory", || {
+        inventory(&app, &device, "artifact_name")
+    });
+    // Its first successful update check (retried every second while it was pending) is over.
+    std::thread::sleep(Duration::from_secs(3));
+    let dest = work.path().join("installed");
+    let module = mender_single_file(work.path(), "app-2", "sim-board", &dest, b"now\n");
+    app.upload_ok(&module);
+    let d = app.deploy("on-request", "app-2", &[&device]);
+    std::thread::sleep(Duration::from_secs(3));
+    let pending = app
+        .get(&format!("/api/management/v1/deployments/deployments/{d}"))
+        .expect(200)
+        .json();
+    assert_eq!(pending["statistics"]["status"]["pending"], 1, "{pending}");
+    // `aloft check-update` over the control socket.
+    let out = Command::new(bin("aloft"))
+        .arg("--config")
+        .arg(dev.dir.join("aloft.toml"))
+        .arg("check-update")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        final_status(&app, &d, &device, 60),
+        "success",
+        "{}",
+        dev.log()
+    );
+
+    // SIGUSR2, as for Mender's daemon: the changed inventory is sent at once.
+    std::fs::write(
+        dev.dir.join("inventory/mender-inventory-extra"),
+        "#!/bin/sh\necho rack=B7\n",
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("+x")
+        .arg(dev.dir.join("inventory/mender-inventory-extra"))
+        .status()
+        .unwrap();
+    let pid = dev.pid();
+    Command::new("kill")
+        .args(["-USR2", &pid.to_string()])
+        .status()
+        .unwrap();
+    let rack = wait_for(30, "the new inventory attribute", || {
+        inventory(&app, &device, "rack")
+    });
+    assert_eq!(rack, json!("B7"));
+    // The control socket is the owner's only.
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(dev.dir.join("data/aloft.sock"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
 }
