@@ -143,8 +143,13 @@ impl Server {
             .tls_config(tls)
             .http_status_as_error(false)
             .user_agent(concat!("aloft/", env!("CARGO_PKG_VERSION")))
+            // Per phase, not global: a global limit makes ureq resolve the host on a new
+            // thread for every request, which is most of an idle poll's cost.
             .timeout_connect(Some(Duration::from_secs(30)))
-            .timeout_global(Some(Duration::from_secs(120)))
+            .timeout_send_request(Some(Duration::from_secs(60)))
+            .timeout_send_body(Some(Duration::from_secs(60)))
+            .timeout_recv_response(Some(Duration::from_secs(60)))
+            .timeout_recv_body(Some(Duration::from_secs(60)))
             .max_redirects(0)
             .build()
             .into();

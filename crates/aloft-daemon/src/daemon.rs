@@ -82,6 +82,10 @@ pub struct Daemon {
     spool: Spool,
     requests: Receiver<Request>,
     last_inventory: Option<String>,
+    /// The device's provides (with `device_type`), read once and again after each deployment.
+    provides: Option<BTreeMap<String, String>>,
+    /// Whether `deployment.json` may hold a deployment (a final report not yet sent).
+    journal_pending: bool,
     /// The boot id this process started under: a different one means the system rebooted
     /// under us (the simulator does; a real reboot ends the process first).
     boot_id: String,
@@ -133,6 +137,8 @@ impl Daemon {
             spool,
             requests,
             last_inventory: None,
+            provides: None,
+            journal_pending: true,
         })
     }
 
@@ -202,10 +208,14 @@ impl Daemon {
     }
 
     fn builtin_provides(
-        &self,
+        &mut self,
     ) -> Result<BTreeMap<String, String>, aloft_device::engine::DeviceError> {
+        if let Some(p) = &self.provides {
+            return Ok(p.clone());
+        }
         let mut provides = self.device.provides()?;
         provides.insert("device_type".into(), self.device.device_type()?);
+        self.provides = Some(provides.clone());
         Ok(provides)
     }
 
@@ -232,10 +242,13 @@ impl Daemon {
 
     /// One update check; `Ok(true)` when a deployment was worked on.
     fn check_update(&mut self) -> Result<bool, ApiError> {
-        if let Some(record) = self.journal.load() {
-            // A final report that could not be sent yet.
-            self.run_deployment(record);
-            return Ok(true);
+        if self.journal_pending {
+            if let Some(record) = self.journal.load() {
+                // A final report that could not be sent yet.
+                self.run_deployment(record);
+                return Ok(true);
+            }
+            self.journal_pending = false;
         }
         let provides = self
             .builtin_provides()
@@ -678,8 +691,11 @@ impl Daemon {
                 }
             }
         }
+        // Whatever happened, the installed software may have changed.
+        self.provides = None;
         if !sent {
             tracing::warn!(deployment = %record.id, "the final status is kept and sent again at the next check");
+            self.journal_pending = true;
             return;
         }
         if final_status == status::FAILURE {
@@ -694,6 +710,7 @@ impl Daemon {
 
     /// A 409: the deployment is over on the server; nothing is reported.
     fn aborted(&mut self, record: &Record) {
+        self.provides = None;
         tracing::warn!(deployment = %record.id, "the deployment was aborted on the server; stopping it");
         self.spool.remove();
         self.journal.clear();
