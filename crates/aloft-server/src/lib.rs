@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod blobs;
 pub mod cache;
+pub mod demo;
 pub mod error;
 pub mod files;
 pub mod http;

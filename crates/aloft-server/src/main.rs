@@ -46,6 +46,25 @@ enum Command {
         #[arg(long, env = "ALOFT_DATA_DIR")]
         data_dir: PathBuf,
     },
+    /// A demo: this server on a fresh data folder with simulated devices running the aloft
+    /// daemon, some accepted and some pending, and sample artifacts ready to deploy.
+    Demo {
+        /// Data folder (emptied first if an earlier demo made it).
+        #[arg(long, default_value = "aloft-demo")]
+        data_dir: PathBuf,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: SocketAddr,
+        /// Number of simulated devices.
+        #[arg(long, default_value_t = 5)]
+        devices: usize,
+        /// How many of them are left pending for you to accept.
+        #[arg(long, default_value_t = 2)]
+        pending: usize,
+        /// Seconds between the devices' update checks.
+        #[arg(long, default_value_t = 3)]
+        poll_seconds: u64,
+    },
     /// Manage users offline.
     User {
         #[command(subcommand)]
@@ -70,10 +89,16 @@ enum UserCommand {
 }
 
 fn init_logging(json: bool) {
+    init_logging_level(json, "info");
+}
+
+fn init_logging_level(json: bool, default: &str) {
+    use std::io::IsTerminal as _;
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("ALOFT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_env("ALOFT_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if json {
         builder
@@ -132,6 +157,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             running.shutdown().await?;
             Ok(())
         }
+        Command::Demo {
+            data_dir,
+            listen,
+            devices,
+            pending,
+            poll_seconds,
+        } => {
+            // Quiet by default: the demo's terminal is for its own instructions.
+            init_logging_level(false, "warn");
+            let demo = aloft_server::demo::Demo::start(aloft_server::demo::DemoOptions {
+                data_dir: data_dir.clone(),
+                listen,
+                devices,
+                pending,
+                poll_seconds,
+            })
+            .await?;
+            print_demo(&demo, &data_dir, devices);
+            shutdown_signal().await;
+            eprintln!("aloft-server: stopping the demo");
+            demo.stop().await?;
+            Ok(())
+        }
         Command::Migrate { data_dir } => {
             server::open_store(&data_dir).await?;
             eprintln!(
@@ -167,4 +215,30 @@ async fn shutdown_signal() {
         _ = ctrl_c => {}
         _ = term.recv() => {}
     }
+}
+
+#[allow(clippy::print_stdout)]
+fn print_demo(demo: &aloft_server::demo::Demo, data_dir: &std::path::Path, devices: usize) {
+    let url = &demo.url;
+    let cert = demo.cert.display();
+    let pending = devices - demo.accepted;
+    println!(
+        "\naloft demo is running\n\
+         \n  server     {url}\n\
+         \x20 login      {admin} / {password}\n\
+         \x20 devices    {devices} simulated A/B devices running `aloft daemon` ({accepted} accepted, {pending} pending), in {data}/devices\n\
+         \x20 artifacts  {artifacts}\n\
+         \x20 TLS        self-signed certificate {cert}\n\
+         \nDeploy from a terminal:\n\
+         \n  JWT=$(curl -s --cacert {cert} -u {admin}:{password} -X POST {url}/api/management/v1/useradm/auth/login)\n\
+         \x20 curl -s --cacert {cert} -H \"Authorization: Bearer $JWT\" -H 'Content-Type: application/json' \\\n\
+         \x20   -d '{{\"name\":\"first\",\"artifact_name\":\"demo-rootfs-2\",\"all_devices\":true}}' {url}/api/management/v1/deployments/deployments\n\
+         \x20 curl -s --cacert {cert} -H \"Authorization: Bearer $JWT\" {url}/api/management/v1/deployments/deployments\n\
+         \nCtrl-C stops everything.",
+        admin = aloft_server::demo::ADMIN,
+        password = demo.password,
+        accepted = demo.accepted,
+        data = data_dir.display(),
+        artifacts = demo.artifacts.join(", "),
+    );
 }

@@ -62,7 +62,7 @@ pub(crate) struct TestApp {
     settings: Settings,
 }
 
-fn agent_for(cert: &Path) -> ureq::Agent {
+pub(crate) fn agent_for(cert: &Path) -> ureq::Agent {
     let pem = std::fs::read(cert).unwrap();
     let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
         .filter_map(|i| match i {

@@ -2,6 +2,7 @@
 
 mod common;
 mod daemon;
+mod demo;
 mod deployments;
 mod hostile;
 mod hostile_server;
