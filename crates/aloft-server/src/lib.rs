@@ -10,6 +10,7 @@ pub mod blobs;
 pub mod cache;
 pub mod demo;
 pub mod error;
+pub mod events;
 pub mod files;
 pub mod http;
 pub mod server;

@@ -36,11 +36,13 @@ pub struct Running {
     pub cert: PathBuf,
     handle: axum_server::Handle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    events: crate::events::Events,
 }
 
 impl Running {
     /// Stops accepting, lets requests in flight finish (10 s at most), and waits.
     pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.events.close();
         self.handle.graceful_shutdown(Some(Duration::from_secs(10)));
         self.task.await.context("server task")?.context("server")?;
         Ok(())
@@ -124,6 +126,7 @@ pub async fn start(opts: ServeOptions, settings: Settings) -> anyhow::Result<Run
     let config = tls_config(&tls.cert, &tls.key)?;
     let mut settings = settings;
     settings.public_url = opts.public_url.clone();
+    let events = crate::events::Events::default();
     let state = AppState {
         store: Arc::new(store),
         blobs,
@@ -131,6 +134,7 @@ pub async fn start(opts: ServeOptions, settings: Settings) -> anyhow::Result<Run
         settings: Arc::new(settings),
         caches: Arc::default(),
         metrics: metrics_handle(),
+        events: events.clone(),
     };
     let app = crate::http::app(state);
     let handle = axum_server::Handle::new();
@@ -155,5 +159,6 @@ pub async fn start(opts: ServeOptions, settings: Settings) -> anyhow::Result<Run
         cert: tls.cert,
         handle,
         task,
+        events,
     })
 }

@@ -136,6 +136,10 @@ async fn insert(
         .create_deployment(&row, &devices, &hex::encode(h.finalize()))
         .await?;
     st.caches.deployments_changed();
+    st.events.publish(
+        "deployment",
+        serde_json::json!({"id": row.id, "status": "pending", "name": row.name}),
+    );
     tracing::info!(deployment.id = %row.id, artifact.name = %row.artifact_name, devices = devices.len(), "deployment created");
     Ok(created(&format!(
         "./management/v1/deployments/deployments/{}",
@@ -364,6 +368,10 @@ async fn abort(
     }
     st.store.abort_deployment(&id, now_us()).await?;
     st.caches.deployments_changed();
+    st.events.publish(
+        "deployment",
+        serde_json::json!({"id": id, "status": "aborted"}),
+    );
     tracing::info!(deployment.id = %id, "deployment aborted");
     Ok(StatusCode::NO_CONTENT)
 }

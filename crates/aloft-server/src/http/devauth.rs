@@ -238,6 +238,10 @@ async fn decommission(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let gone = st.store.decommission(&id, now_us()).await?;
+    st.events.publish(
+        "device",
+        serde_json::json!({"id": id, "status": "decommissioned"}),
+    );
     st.caches.revoked();
     if gone {
         tracing::info!(device.id = %id, "device decommissioned");
@@ -306,6 +310,10 @@ async fn set_auth_status(
         .set_auth_status(&id, &aid, &body.status, now_us())
         .await?;
     st.caches.revoked();
+    st.events.publish(
+        "device",
+        serde_json::json!({"id": id, "status": body.status}),
+    );
     tracing::info!(device.id = %id, auth_set.id = %aid, status = %body.status, "auth set status changed");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -62,6 +62,12 @@ async fn auth_request(
         .store
         .auth_request(&hash, &identity, &key.pem, now)
         .await?;
+    if outcome.changed {
+        st.events.publish(
+            "device",
+            serde_json::json!({"id": outcome.device_id, "status": outcome.status}),
+        );
+    }
     if outcome.status != "accepted" {
         tracing::info!(device.id = %outcome.device_id, device.status = %outcome.status, "device not admitted");
         return Err(ApiError::unauthorized("unauthorized"));
@@ -394,6 +400,11 @@ async fn put_status(
     match outcome {
         StatusOutcome::Recorded => {
             tracing::info!(device.id = %dev.device_id, deployment.id = %id, status = %report.status, "device status");
+            st.events.publish(
+                "device_deployment",
+                serde_json::json!({"deployment_id": id, "device_id": dev.device_id,
+                    "status": report.status, "substate": report.substate}),
+            );
             Ok(StatusCode::NO_CONTENT)
         }
         StatusOutcome::Aborted => Err(ApiError::conflict("deployment aborted")),

@@ -5,6 +5,7 @@ pub mod artifacts;
 pub mod deployments;
 pub mod devauth;
 pub mod device;
+pub mod events;
 pub mod inventory;
 pub mod ops;
 pub mod useradm;
@@ -76,6 +77,8 @@ pub struct AppState {
     pub caches: Arc<crate::cache::Caches>,
     /// Prometheus exposition.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Live events for the management side.
+    pub events: crate::events::Events,
 }
 
 #[derive(OpenApi)]
@@ -117,6 +120,7 @@ pub fn app(state: AppState) -> Router {
         .merge(artifacts::routes(&state.settings))
         .merge(deployments::routes())
         .merge(ops::routes())
+        .merge(events::routes())
         .split_for_parts();
     let doc = Arc::new(doc);
     router
@@ -319,9 +323,16 @@ impl FromRequestParts<AppState> for UserAuth {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token =
             bearer(&parts.headers).ok_or_else(|| ApiError::unauthorized("missing token"))?;
+        Self::from_token(state, &token).await
+    }
+}
+
+impl UserAuth {
+    /// Checks a management token (signature, audience, expiry, and its row).
+    pub async fn from_token(state: &AppState, token: &str) -> Result<Self, ApiError> {
         let claims = state
             .keys
-            .verify(&token, AUD_MANAGEMENT)
+            .verify(token, AUD_MANAGEMENT)
             .map_err(ApiError::unauthorized)?;
         let now = crate::time::now_us();
         match state.store.use_token(&claims.jti, now).await? {

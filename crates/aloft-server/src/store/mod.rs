@@ -136,6 +136,8 @@ pub struct AuthOutcome {
     pub device_id: String,
     /// The status of the presented auth set after the request.
     pub status: String,
+    /// Whether the request changed something (a new auth set, a preauthorized one accepted).
+    pub changed: bool,
 }
 
 /// An attribute row (inventory or tags scope).

@@ -644,8 +644,10 @@ impl Store for SqliteStore {
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(db)?;
+        let mut changed = false;
         let status = match set {
             Some((aid, st)) if st == "preauthorized" => {
+                changed = true;
                 sqlx::query("UPDATE auth_sets SET status = 'rejected' WHERE device_id = ? AND status = 'accepted'")
                     .bind(&device_id)
                     .execute(&mut *tx)
@@ -670,11 +672,16 @@ impl Store for SqliteStore {
                     .await
                     .map_err(db)?;
                 refresh_device_status(&mut tx, &device_id, now).await?;
+                changed = true;
                 "pending".to_owned()
             }
         };
         tx.commit().await.map_err(db)?;
-        Ok(AuthOutcome { device_id, status })
+        Ok(AuthOutcome {
+            device_id,
+            status,
+            changed,
+        })
     }
 
     async fn preauthorize(

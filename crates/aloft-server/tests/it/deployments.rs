@@ -330,3 +330,74 @@ fn admission_rules_preauthorize_reject_decommission() {
         .json();
     assert_eq!(s["decommissioned"], 1);
 }
+
+#[test]
+fn events_stream_device_and_deployment_changes_to_authorised_listeners() {
+    use std::io::BufRead as _;
+    let app = TestApp::start();
+    let work = tempfile::tempdir().unwrap();
+    // No token, or a device's token: refused.
+    app.call("GET", "/api/management/v1/events", &[], None)
+        .expect(401);
+    let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
+    let response = app
+        .agent
+        .get(app.url(&format!(
+            "/api/management/v1/events?access_token={}",
+            app.token
+        )))
+        .call()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    std::thread::spawn(move || {
+        let reader = std::io::BufReader::new(response.into_body().into_reader());
+        for line in reader.lines().map_while(Result::ok) {
+            if let Some(data) = line.strip_prefix("data:") {
+                let _ = tx.send(serde_json::from_str(data.trim()).unwrap());
+            }
+        }
+    });
+    let next_of = |kind: &str| -> serde_json::Value {
+        loop {
+            let e = rx
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("no {kind} event"));
+            if e["type"] == kind {
+                return e;
+            }
+        }
+    };
+    let mut dev = SimDevice::new("02:00:00:00:0e:01");
+    let id = dev.admit(&app);
+    let pending = next_of("device");
+    assert_eq!(pending["status"], "pending");
+    let accepted = next_of("device");
+    assert_eq!(
+        (accepted["id"].as_str(), accepted["status"].as_str()),
+        (Some(id.as_str()), Some("accepted"))
+    );
+    upload(&app, work.path(), "app-2", "test-device");
+    let d = app.deploy("live", "app-2", &[&id]);
+    let created = next_of("deployment");
+    assert_eq!(
+        (created["id"].as_str(), created["status"].as_str()),
+        (Some(d.as_str()), Some("pending"))
+    );
+    dev.next(&app, "app-1").expect(200);
+    dev.status(&app, &d, "downloading").expect(204);
+    let e = next_of("device_deployment");
+    assert_eq!(
+        (
+            e["deployment_id"].as_str(),
+            e["device_id"].as_str(),
+            e["status"].as_str()
+        ),
+        (Some(d.as_str()), Some(id.as_str()), Some("downloading"))
+    );
+}
