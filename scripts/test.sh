@@ -18,6 +18,9 @@ command -v grub-editenv >/dev/null || need+=(grub-common)
 # The real Mender client daemon, for the server's end-to-end test.
 command -v mender >/dev/null || need+=(mender-client)
 command -v curl >/dev/null || need+=(curl)
+# Real headless Chromium and its WebDriver, for the web UI's browser test.
+command -v chromium >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
 command -v cc >/dev/null || need+=(build-essential)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 if ((${#need[@]})); then

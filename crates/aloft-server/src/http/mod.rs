@@ -8,6 +8,7 @@ pub mod device;
 pub mod events;
 pub mod inventory;
 pub mod ops;
+pub mod ui;
 pub mod useradm;
 
 use std::fmt::Write as _;
@@ -131,6 +132,7 @@ pub fn app(state: AppState) -> Router {
                 async move { axum::Json(doc.as_ref().clone()) }
             }),
         )
+        .merge(ui::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(axum::extract::DefaultBodyLimit::max(
             state.settings.max_json_bytes,

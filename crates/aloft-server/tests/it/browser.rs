@@ -1,0 +1,318 @@
+//! The web UI in real headless Chromium (Debian `chromium` + `chromedriver`, driven over the
+//! W3C `WebDriver` protocol): log in, accept pending devices, upload an artifact through the
+//! form, create a deployment, watch the per-device statuses turn to success and failure live
+//! (no reload), open the failed device's log. A screenshot of each page goes to
+//! `target/ui-screenshots/`; the browser console must stay free of errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use crate::common::{TestApp, wait_for};
+use crate::daemon::{SimDaemon, bin, rootfs_artifact};
+
+struct Browser {
+    driver: Child,
+    base: String,
+    session: String,
+    agent: ureq::Agent,
+    shots: PathBuf,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self
+            .agent
+            .delete(format!("{}/session/{}", self.base, self.session))
+            .call();
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Browser {
+    fn start(shots: &Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver runs (Debian package chromium-driver)");
+        let base = format!("http://127.0.0.1:{port}");
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        wait_for(20, "chromedriver", || {
+            agent.get(format!("{base}/status")).call().ok().map(drop)
+        });
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "acceptInsecureCerts": true,
+            "goog:loggingPrefs": {"browser": "ALL"},
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1000"]
+            }
+        }}});
+        let mut r = agent
+            .post(format!("{base}/session"))
+            .send_json(&caps)
+            .unwrap();
+        let v: Value = r.body_mut().read_json().unwrap();
+        let session = v["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {v}"))
+            .to_owned();
+        std::fs::create_dir_all(shots).unwrap();
+        Self {
+            driver,
+            base,
+            session,
+            agent,
+            shots: shots.to_owned(),
+        }
+    }
+
+    fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}/session/{}{path}", self.base, self.session);
+        let mut r = match (method, body) {
+            ("GET", _) => self.agent.get(&url).call().unwrap(),
+            (_, b) => self
+                .agent
+                .post(&url)
+                .send_json(b.unwrap_or_else(|| json!({})))
+                .unwrap(),
+        };
+        let v: Value = r.body_mut().read_json().unwrap();
+        v["value"].clone()
+    }
+
+    fn go(&self, url: &str) {
+        let v = self.cmd("POST", "/url", Some(json!({"url": url})));
+        assert!(v.is_null(), "navigating to {url}: {v}");
+    }
+
+    fn js(&self, script: &str) -> Value {
+        self.cmd(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+    }
+
+    fn find(&self, css: &str) -> String {
+        let css = css.to_owned();
+        let mut last = Value::Null;
+        for _ in 0..150 {
+            last = self.cmd(
+                "POST",
+                "/element",
+                Some(json!({"using": "css selector", "value": css})),
+            );
+            if let Some(id) = last["element-6066-11e4-a52e-4f735466cecf"].as_str() {
+                return id.to_owned();
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let page = self.js("return document.documentElement.outerHTML.slice(0, 3000);");
+        panic!("no element {css}: {last}\n{page}");
+    }
+
+    fn click(&self, css: &str) {
+        let id = self.find(css);
+        self.cmd("POST", &format!("/element/{id}/click"), None);
+    }
+
+    fn type_into(&self, css: &str, text: &str) {
+        let id = self.find(css);
+        self.cmd(
+            "POST",
+            &format!("/element/{id}/value"),
+            Some(json!({"text": text})),
+        );
+    }
+
+    fn text(&self, css: &str) -> String {
+        let id = self.find(css);
+        self.cmd("GET", &format!("/element/{id}/text"), None)
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    fn wait_text(&self, css: &str, needle: &str, secs: u64) {
+        let script =
+            format!("const e = document.querySelector({css:?}); return e ? e.textContent : '';");
+        let mut text = String::new();
+        for _ in 0..secs * 5 {
+            self.js(&script)
+                .as_str()
+                .unwrap_or_default()
+                .clone_into(&mut text);
+            if text.contains(needle) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("{needle:?} never appeared in {css}; it holds {text:?}");
+    }
+
+    fn screenshot(&self, name: &str) {
+        let png = self.cmd("GET", "/screenshot", None);
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().unwrap())
+            .unwrap();
+        std::fs::write(self.shots.join(format!("{name}.png")), bytes).unwrap();
+    }
+
+    /// Console entries at SEVERE level since the last call.
+    fn console_errors(&self) -> Vec<Value> {
+        let v = self.cmd("POST", "/se/log", Some(json!({"type": "browser"})));
+        v.as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e["level"] == "SEVERE")
+            .collect()
+    }
+}
+
+#[test]
+fn web_ui_admits_uploads_deploys_and_shows_live_progress() {
+    if Command::new("chromedriver")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        panic!(
+            "chromedriver is missing: apt-get install chromium chromium-driver (scripts/test.sh does)"
+        );
+    }
+    let app = TestApp::start();
+    let work = tempfile::tempdir().unwrap();
+    let mut good = SimDaemon::create(&app, &work.path().join("good"), "sim-board", "");
+    let mut bad = SimDaemon::create(&app, &work.path().join("bad"), "sim-board", "");
+    // The bad device's new slot will not boot.
+    let broken = Command::new(bin("aloftctl"))
+        .args(["sim", "break"])
+        .arg(&bad.dir)
+        .arg("b")
+        .status()
+        .unwrap();
+    assert!(broken.success());
+    good.start();
+    bad.start();
+    wait_for(60, "two pending devices", || {
+        let list = app
+            .get("/api/management/v2/devauth/devices?status=pending")
+            .expect(200)
+            .json();
+        (list.as_array()?.len() == 2).then_some(())
+    });
+    let artifact = rootfs_artifact(work.path(), "release-2", "sim-board", 2 << 20);
+
+    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/ui-screenshots");
+    let b = Browser::start(&shots);
+    let base = app.base();
+    b.go(&format!("{base}/"));
+    b.find("#email");
+    b.screenshot("01-login");
+    b.type_into("#email", crate::common::ADMIN);
+    b.type_into("#password", "wrong password");
+    b.click("button[type=submit]");
+    b.wait_text("[role=alert]", "Wrong e-mail or password", 10);
+    b.console_errors(); // the refused login is a 401 in the console, on purpose
+    let id = b.find("#password");
+    b.cmd("POST", &format!("/element/{id}/clear"), None);
+    b.type_into("#password", crate::common::PASSWORD);
+    b.click("button[type=submit]");
+    b.wait_text("main h1", "Dashboard", 10);
+    b.wait_text("#live", "live", 10);
+    b.screenshot("02-dashboard");
+
+    // Accept both pending devices.
+    b.go(&format!("{base}/ui/#/devices?status=pending"));
+    b.wait_text("main h1", "Devices", 10);
+    b.screenshot("03-devices-pending");
+    for _ in 0..2 {
+        b.click("button[data-accept]");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    wait_for(30, "both devices accepted", || {
+        let list = app
+            .get("/api/management/v2/devauth/devices?status=accepted")
+            .expect(200)
+            .json();
+        (list.as_array()?.len() == 2).then_some(())
+    });
+    b.go(&format!("{base}/ui/#/devices?status=accepted"));
+    b.wait_text("tbody", "factory-1", 30);
+    b.screenshot("04-devices-accepted");
+
+    // Upload through the form.
+    b.go(&format!("{base}/ui/#/artifacts"));
+    b.type_into("#artifact-file", artifact.to_str().unwrap());
+    b.type_into("#artifact-description", "uploaded by the browser test");
+    b.click("form button[type=submit]");
+    b.wait_text("tbody", "release-2", 30);
+    b.click("tr[data-artifact] button");
+    b.wait_text("tr.details", "rootfs-image", 10);
+    b.screenshot("05-artifacts");
+
+    // Create a deployment for all devices; the summary counts them first.
+    b.go(&format!("{base}/ui/#/deployments"));
+    b.wait_text("#deployment-summary", "2 devices", 10);
+    b.type_into("#deployment-name", "browser rollout");
+    b.click("#deployment-create");
+    b.wait_text("tbody", "browser rollout", 10);
+    b.screenshot("06-deployments");
+    b.click("tr[data-deployment] a");
+    b.wait_text("main h1", "browser rollout", 10);
+    b.js("window.__stillThisPage = true; return 1;");
+
+    // Live: both rows reach their final status without a reload.
+    wait_for(180, "live statuses", || {
+        let v = b.js("return [...document.querySelectorAll('#deployment-devices td.status')].map(e => e.textContent).sort().join(',');");
+        (v.as_str()? == "failure,success").then_some(())
+    });
+    assert_eq!(
+        b.js("return window.__stillThisPage === true;"),
+        json!(true),
+        "the page was not reloaded"
+    );
+    b.wait_text("#deployment-stats", "success", 10);
+    b.screenshot("07-deployment-live");
+    b.click("button[data-log]");
+    b.wait_text("#device-log", "did not boot", 20);
+    assert!(b.text("#device-log").contains("release-2"));
+    b.screenshot("08-failed-device-log");
+
+    // A device page with inventory and history.
+    b.go(&format!("{base}/ui/#/devices"));
+    b.wait_text("main h1", "Devices", 10);
+    b.click("tr[data-device] a");
+    b.wait_text("main", "Deployment history", 10);
+    b.wait_text("main", "browser rollout", 10);
+    b.screenshot("09-device");
+    let errors = b.console_errors();
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+    for name in [
+        "01-login",
+        "02-dashboard",
+        "05-artifacts",
+        "07-deployment-live",
+        "09-device",
+    ] {
+        assert!(shots.join(format!("{name}.png")).metadata().unwrap().len() > 1000);
+    }
+}
