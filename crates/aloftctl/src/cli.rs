@@ -33,6 +33,143 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: SimCommand,
     },
+    /// Log in to a server; the token is kept per server in the user's config folder (0600).
+    Login {
+        /// Server URL (`https://` assumed).
+        server: String,
+        /// E-mail.
+        #[arg(short, long)]
+        user: String,
+        /// Read the password from standard input (default: `ALOFT_PASSWORD`, else a prompt).
+        #[arg(long)]
+        password_stdin: bool,
+        /// Trust only this certificate (PEM) for the server, e.g. its self-signed one.
+        #[arg(long)]
+        ca_cert: Option<PathBuf>,
+    },
+    /// Devices on the server.
+    Devices {
+        #[command(flatten)]
+        target: ServerArgs,
+        #[command(subcommand)]
+        command: DevicesCommand,
+    },
+    /// Artifacts on the server.
+    Artifacts {
+        #[command(flatten)]
+        target: ServerArgs,
+        #[command(subcommand)]
+        command: ArtifactsCommand,
+    },
+    /// Deployments on the server.
+    Deployments {
+        #[command(flatten)]
+        target: ServerArgs,
+        #[command(subcommand)]
+        command: DeploymentsCommand,
+    },
+}
+
+/// Which server, and how to print.
+#[derive(Debug, Args)]
+pub(crate) struct ServerArgs {
+    /// Server URL (default: the one logged in to last).
+    #[arg(long, global = true)]
+    pub(crate) server: Option<String>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DevicesCommand {
+    /// List devices.
+    List {
+        /// pending, accepted, rejected, preauthorized or noauth.
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Show a device with its inventory.
+    Show {
+        /// Device id.
+        id: String,
+    },
+    /// Accept a pending device.
+    Accept {
+        /// Device id.
+        id: String,
+    },
+    /// Reject a device.
+    Reject {
+        /// Device id.
+        id: String,
+    },
+    /// Decommission a device (deletes it and its data).
+    Decommission {
+        /// Device id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ArtifactsCommand {
+    /// Upload an artifact.
+    Upload {
+        /// The .mender file.
+        file: PathBuf,
+        /// Description.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List artifacts.
+    List,
+    /// Show an artifact (by id or name).
+    Show {
+        /// Id or name.
+        artifact: String,
+    },
+    /// Delete an artifact (by id or name).
+    Delete {
+        /// Id or name.
+        artifact: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DeploymentsCommand {
+    /// Create a deployment.
+    Create {
+        /// Name (default: the artifact name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Artifact (release) name.
+        #[arg(long)]
+        artifact: String,
+        /// Every accepted device.
+        #[arg(long, conflicts_with_all = ["group", "device"])]
+        all: bool,
+        /// A group.
+        #[arg(long, conflicts_with = "device")]
+        group: Option<String>,
+        /// A device id (repeat).
+        #[arg(long)]
+        device: Vec<String>,
+    },
+    /// List deployments.
+    List,
+    /// Show a deployment with its devices.
+    Show {
+        /// Deployment id.
+        id: String,
+        /// Follow it live until it finishes, with per-status progress bars.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Abort a deployment.
+    Abort {
+        /// Deployment id.
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,5 +1,5 @@
 //! `aloftctl`: the aloft operator tool. A thin binary: arguments, logging, exit codes; the work
-//! is done by the `aloft-artifact` library.
+//! is done by the `aloft-artifact` library, and by the server's management API (`remote`).
 //!
 //! Exit codes: 0 success, 1 invalid artifact or signature (or any other failure), 2 usage error.
 
@@ -7,6 +7,7 @@ mod artifact;
 mod cli;
 mod key;
 mod progress;
+mod remote;
 mod sim;
 
 use std::process::ExitCode;
@@ -28,6 +29,15 @@ fn main() -> ExitCode {
         cli::Command::Artifact { command } => artifact::run(*command),
         cli::Command::Key { command } => key::run(command),
         cli::Command::Sim { command } => sim::run(command),
+        cli::Command::Login {
+            server,
+            user,
+            password_stdin,
+            ca_cert,
+        } => remote::login(&server, &user, password_stdin, ca_cert),
+        cli::Command::Devices { target, command } => remote::devices(&target, command),
+        cli::Command::Artifacts { target, command } => remote::artifacts(&target, command),
+        cli::Command::Deployments { target, command } => remote::deployments(&target, command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,6 @@
 //! Integration tests of aloft-server: a real server on loopback, real clients.
 
+mod aloftctl;
 mod browser;
 mod common;
 mod daemon;
