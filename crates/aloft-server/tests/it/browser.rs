@@ -304,6 +304,21 @@ fn web_ui_admits_uploads_deploys_and_shows_live_progress() {
     b.wait_text("main", "Deployment history", 10);
     b.wait_text("main", "browser rollout", 10);
     b.screenshot("09-device");
+    // Phone width: the same pages still fit.
+    b.cmd(
+        "POST",
+        "/window/rect",
+        Some(json!({"width": 390, "height": 844})),
+    );
+    b.go(&format!("{base}/ui/#/deployments"));
+    b.wait_text("main h1", "Deployments", 10);
+    let overflow = b.js("return document.documentElement.scrollWidth <= window.innerWidth + 1;");
+    assert_eq!(
+        overflow,
+        json!(true),
+        "the deployments page fits a phone's width"
+    );
+    b.screenshot("10-deployments-phone");
     let errors = b.console_errors();
     assert!(errors.is_empty(), "console errors: {errors:?}");
     for name in [
