@@ -587,6 +587,31 @@ mod tests {
     }
 
     #[test]
+    fn mender_conf_server_keys_configure_the_daemon() {
+        let c = Config::from_mender_conf(
+            r#"{"Servers":[{"ServerURL":"https://ota.example.com"}],"ServerCertificate":"/etc/mender/server.crt","TenantToken":"t","UpdatePollIntervalSeconds":60,"InventoryPollIntervalSeconds":0,"RetryPollIntervalSeconds":30,"RetryPollCount":4}"#,
+        )
+        .unwrap();
+        let d = c.daemon.unwrap();
+        assert_eq!(d.server_url, "https://ota.example.com");
+        assert_eq!(
+            d.server_certificate,
+            Some(PathBuf::from("/etc/mender/server.crt"))
+        );
+        assert_eq!(d.tenant_token, "t");
+        assert_eq!(d.update_poll_interval_seconds, 60);
+        assert_eq!(
+            d.inventory_poll_interval_seconds, 28800,
+            "0 means the default, as in Mender"
+        );
+        assert_eq!((d.retry_poll_interval_seconds, d.retry_poll_count), (30, 4));
+        assert!(Config::from_mender_conf("{}").unwrap().daemon.is_none());
+        assert_eq!(parse_size("512K"), Some(512 << 10));
+        assert_eq!(parse_size("2M"), Some(2 << 20));
+        assert_eq!(parse_size("lots"), None);
+    }
+
+    #[test]
     fn unknown_toml_keys_are_refused_and_relative_paths_follow_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("aloft.toml");

@@ -70,6 +70,14 @@ fn demo_starts_and_its_devices_take_a_deployment() {
             .read_json()
             .unwrap()
     };
+    // It serves the web UI.
+    let mut ui = agent.get(format!("{url}/ui/")).call().unwrap();
+    assert!(
+        ui.body_mut()
+            .read_to_string()
+            .unwrap()
+            .contains("/ui/app.js")
+    );
     let accepted = get("/api/management/v2/devauth/devices?status=accepted");
     assert_eq!(accepted.as_array().unwrap().len(), 2, "{accepted}");
     let pending = get("/api/management/v2/devauth/devices?status=pending");
