@@ -716,11 +716,12 @@ fn ten_daemons_take_one_deployment_in_parallel() {
         devices.push(dev);
     }
     let ids: Vec<String> = devices.iter().map(|d| accept(&app, &d.mac())).collect();
-    let dest = work.path().join("installed");
-    let module = mender_single_file(work.path(), "app-2", "sim-board", &dest, b"fleet\n");
-    app.upload_ok(&module);
+    // A rootfs: each device writes its own slot and reboots (a file module would have all ten
+    // write one shared destination on this one machine).
+    let artifact = rootfs_artifact(work.path(), "release-2", "sim-board", 1 << 20);
+    app.upload_ok(&artifact);
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let d = app.deploy("fleet", "app-2", &refs);
+    let d = app.deploy("fleet", "release-2", &refs);
     let deployment = wait_for(180, "the fleet deployment to finish", || {
         let d = app
             .get(&format!("/api/management/v1/deployments/deployments/{d}"))
@@ -733,7 +734,9 @@ fn ten_daemons_take_one_deployment_in_parallel() {
         "{deployment}"
     );
     for dev in &mut devices {
-        assert_eq!(dev.status()["artifact_name"], "app-2");
+        let status = dev.status();
+        assert_eq!(status["artifact_name"], "release-2");
+        assert_eq!(status["booted_slot"], "b");
         assert!(dev.running());
     }
 }
