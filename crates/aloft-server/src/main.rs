@@ -224,7 +224,8 @@ fn print_demo(demo: &aloft_server::demo::Demo, data_dir: &std::path::Path, devic
     let pending = devices - demo.accepted;
     println!(
         "\naloft demo is running\n\
-         \n  server     {url}\n\
+         \n  browser    open {url}/ (accept the self-signed certificate)\n\
+         \x20 server     {url}\n\
          \x20 login      {admin} / {password}\n\
          \x20 devices    {devices} simulated A/B devices running `aloft daemon` ({accepted} accepted, {pending} pending), in {data}/devices\n\
          \x20 artifacts  {artifacts}\n\

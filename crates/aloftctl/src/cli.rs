@@ -47,6 +47,11 @@ pub(crate) enum Command {
         #[arg(long)]
         ca_cert: Option<PathBuf>,
     },
+    /// Log out: the server revokes the token and it is forgotten here.
+    Logout {
+        /// Server URL (default: the one logged in to last).
+        server: Option<String>,
+    },
     /// Devices on the server.
     Devices {
         #[command(flatten)]

@@ -35,6 +35,7 @@ fn main() -> ExitCode {
             password_stdin,
             ca_cert,
         } => remote::login(&server, &user, password_stdin, ca_cert),
+        cli::Command::Logout { server } => remote::logout(server.as_deref()),
         cli::Command::Devices { target, command } => remote::devices(&target, command),
         cli::Command::Artifacts { target, command } => remote::artifacts(&target, command),
         cli::Command::Deployments { target, command } => remote::deployments(&target, command),

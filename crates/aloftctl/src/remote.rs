@@ -176,6 +176,40 @@ pub(crate) fn login(
     Ok(())
 }
 
+/// `aloftctl logout`: revokes the token at the server (best effort) and forgets it.
+pub(crate) fn logout(server: Option<&str>) -> Result<()> {
+    let mut creds = load_credentials()?;
+    let base = server
+        .map(base_url)
+        .or(creds.current.clone())
+        .ok_or_else(|| anyhow!("not logged in"))?;
+    let saved = creds
+        .servers
+        .remove(&base)
+        .ok_or_else(|| anyhow!("not logged in to {base}"))?;
+    let revoked = agent(saved.ca_cert.as_deref(), Some(Duration::from_secs(30)))
+        .ok()
+        .and_then(|a| {
+            a.post(format!("{base}/api/management/v1/useradm/auth/logout"))
+                .header("Authorization", format!("Bearer {}", saved.token))
+                .send_empty()
+                .ok()
+        })
+        .is_some_and(|r| r.status().is_success());
+    if creds.current.as_deref() == Some(base.as_str()) {
+        creds.current = creds.servers.keys().next().cloned();
+    }
+    save_credentials(&creds)?;
+    if revoked {
+        eprintln!("logged out of {base}");
+    } else {
+        eprintln!(
+            "forgot the token of {base} (the server could not be told; it expires by itself)"
+        );
+    }
+    Ok(())
+}
+
 /// A logged-in connection.
 struct Remote {
     agent: ureq::Agent,

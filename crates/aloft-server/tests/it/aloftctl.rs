@@ -127,4 +127,35 @@ fn aloftctl_logs_in_uploads_deploys_and_watches_to_completion() {
     assert_eq!(list[0]["id"], deployment.as_str());
     let shown = ctl(&config, &["devices", "show", &id, "--json"]);
     assert_eq!(shown["device"]["status"], "accepted");
+
+    // Logout revokes the token at the server and forgets it here.
+    let creds: Value =
+        serde_json::from_slice(&std::fs::read(config.join("credentials.json")).unwrap()).unwrap();
+    let token = creds["servers"][&server]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = Command::new(bin("aloftctl"))
+        .args(["logout"])
+        .env("ALOFT_CONFIG_DIR", &config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let revoked = app.call(
+        "GET",
+        "/api/management/v1/deployments/deployments",
+        &[("authorization", &format!("Bearer {token}"))],
+        None,
+    );
+    assert_eq!(revoked.status, 401);
+    let after = Command::new(bin("aloftctl"))
+        .args(["devices", "list"])
+        .env("ALOFT_CONFIG_DIR", &config)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&after.stderr).contains("not logged in"));
 }
