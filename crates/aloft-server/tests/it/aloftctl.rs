@@ -12,12 +12,17 @@ use serde_json::Value;
 use crate::common::{ADMIN, PASSWORD, TestApp, mender_single_file, wait_for};
 use crate::daemon::{SimDaemon, bin};
 
-fn ctl(config: &Path, args: &[&str]) -> Value {
-    let out = Command::new(bin("aloftctl"))
+/// Runs aloftctl with its credentials in `config`.
+fn run(config: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(bin("aloftctl"))
         .args(args)
         .env("ALOFT_CONFIG_DIR", config)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+fn ctl(config: &Path, args: &[&str]) -> Value {
+    let out = run(config, args);
     assert!(
         out.status.success(),
         "aloftctl {args:?}: {}",
@@ -135,11 +140,7 @@ fn aloftctl_logs_in_uploads_deploys_and_watches_to_completion() {
         .as_str()
         .unwrap()
         .to_owned();
-    let out = Command::new(bin("aloftctl"))
-        .args(["logout"])
-        .env("ALOFT_CONFIG_DIR", &config)
-        .output()
-        .unwrap();
+    let out = run(&config, &["logout"]);
     assert!(
         out.status.success(),
         "{}",
@@ -152,10 +153,6 @@ fn aloftctl_logs_in_uploads_deploys_and_watches_to_completion() {
         None,
     );
     assert_eq!(revoked.status, 401);
-    let after = Command::new(bin("aloftctl"))
-        .args(["devices", "list"])
-        .env("ALOFT_CONFIG_DIR", &config)
-        .output()
-        .unwrap();
+    let after = run(&config, &["devices", "list"]);
     assert!(String::from_utf8_lossy(&after.stderr).contains("not logged in"));
 }
