@@ -139,6 +139,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         _ => {}
     }
+    let daemon_dir = config.data_dir.join("daemon");
     let device = Device::open(config)
         .with_context(|| format!("cannot open the device of {}", path.display()))?;
     let mut out = std::io::stdout().lock();
@@ -199,10 +200,39 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Status { json } => {
             let status = device.status()?;
+            // What the daemon is doing, from its journal (absent: nothing).
+            let record: aloft_daemon::journal::Record =
+                aloft_device::state::load(&daemon_dir.join("deployment.json")).unwrap_or_default();
+            let download: aloft_daemon::download::Partial =
+                aloft_device::state::load(&daemon_dir.join("download.json")).unwrap_or_default();
+            let deployment = (!record.id.is_empty()).then_some(&record);
             if json {
-                serde_json::to_writer_pretty(&mut out, &status)?;
+                let mut value = serde_json::to_value(&status)?;
+                value["deployment"] = serde_json::json!(deployment.map(|r| serde_json::json!({
+                    "id": r.id, "artifact_name": r.artifact_name, "step": r.step,
+                    "status": r.status, "reason": r.reason,
+                    "downloaded": (download.deployment == r.id).then_some(download.offset),
+                    "size": (download.deployment == r.id).then_some(download.total).flatten(),
+                })));
+                serde_json::to_writer_pretty(&mut out, &value)?;
                 writeln!(out)?;
             } else {
+                if let Some(r) = deployment {
+                    let progress = match (download.deployment == r.id, download.total) {
+                        (true, Some(t)) if t > 0 => format!(
+                            ", downloaded {} of {} bytes ({}%)",
+                            download.offset,
+                            t,
+                            download.offset * 100 / t
+                        ),
+                        _ => String::new(),
+                    };
+                    writeln!(
+                        out,
+                        "deployment: {} of {} ({:?}{progress})",
+                        r.id, r.artifact_name, r.step
+                    )?;
+                }
                 writeln!(out, "artifact: {}", status.artifact_name)?;
                 if let Some(slot) = status.booted_slot {
                     writeln!(out, "booted slot: {slot}")?;

@@ -639,6 +639,14 @@ fn kill_9_during_download_install_and_reboot_resumes_and_reports_the_truth() {
     dev.kill();
     let offset = dev.partial()["offset"].as_u64().unwrap();
     assert!(offset >= 1 << 20, "{offset}");
+    // `aloft status` on the device tells where the deployment stands.
+    let on_device = dev.status();
+    assert_eq!(
+        on_device["deployment"]["step"], "downloading",
+        "{on_device}"
+    );
+    assert_eq!(on_device["deployment"]["downloaded"], offset);
+    assert_eq!(on_device["deployment"]["size"], size);
     let before = proxy.requests.lock().unwrap().len();
     std::thread::sleep(Duration::from_secs(4));
     dev.start();
@@ -677,6 +685,7 @@ fn kill_9_during_download_install_and_reboot_resumes_and_reports_the_truth() {
     assert_eq!(status["artifact_name"], "release-2");
     assert_eq!(status["booted_slot"], "b");
     assert!(status["pending"].is_null(), "{status}");
+    assert!(status["deployment"].is_null(), "{status}");
     let deployment = app
         .get(&format!("/api/management/v1/deployments/deployments/{d}"))
         .expect(200)
