@@ -508,20 +508,26 @@ impl Daemon {
                             return self.finish(record, status::FAILURE, Some(e.to_string()));
                         }
                     };
-                    let server = &mut self.server;
+                    // Both callbacks talk to the server, one at a time.
+                    let server = std::cell::RefCell::new(&mut self.server);
                     let id = record.id.clone();
                     let interval =
                         Duration::from_secs(self.settings.progress_interval_seconds.max(1));
                     let mut last = Instant::now();
-                    let installed = self.device.install(
+                    let installed = self.device.install_with(
                         BufReader::with_capacity(64 * 1024, file),
                         &mut |n, total| {
                             if last.elapsed() >= interval {
                                 last = Instant::now();
                                 let substate = progress_text("installing", n, Some(total));
-                                let _ = server.report(&id, status::INSTALLING, Some(&substate));
+                                let _ = server.borrow_mut().report(
+                                    &id,
+                                    status::INSTALLING,
+                                    Some(&substate),
+                                );
                             }
                         },
+                        &mut || pre_commit(&mut server.borrow_mut(), &id),
                     );
                     match installed {
                         Ok(InstallResult::Committed) => {
@@ -717,7 +723,8 @@ impl Daemon {
     }
 }
 
-/// The report before a commit after the reboot: with a fresh token, as Mender does. A 409
+/// The report before a commit (after the reboot, or after a module install that needs none):
+/// with a fresh token, as Mender does. A 409
 /// rolls the update back; a server that cannot be reached does not (the new system passed its
 /// health check; the final report is retried later).
 fn pre_commit(server: &mut Server, id: &str) -> Result<(), String> {

@@ -295,6 +295,18 @@ impl Device {
         source: R,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<InstallResult> {
+        self.install_with(source, progress, &mut || Ok(()))
+    }
+
+    /// [`Device::install`], with `before_commit` asked before an update that needs no reboot
+    /// is committed (after its health check): an `Err(reason)` rolls it back instead. Updates
+    /// that reboot are asked at [`Device::resume_with`].
+    pub fn install_with<R: Read + Send>(
+        &self,
+        source: R,
+        progress: &mut dyn FnMut(u64, u64),
+        before_commit: Gate<'_>,
+    ) -> Result<InstallResult> {
         let mut persisted: Persisted = state::load(&self.state_path())?;
         if let Some(p) = &persisted.pending {
             return Err(DeviceError::Busy(p.artifact_name.clone()));
@@ -341,7 +353,7 @@ impl Device {
                     .map_err(Self::io("cannot store the state scripts"))?;
                 persisted.pending = Some(pending.clone());
                 state::save(&self.state_path(), &persisted)?;
-                self.install_module(reader, &info, &installed, pending, &module)
+                self.install_module(reader, &info, &installed, pending, &module, before_commit)
             }
             PayloadType::RootfsImage => {
                 let boot = self.boot()?;
@@ -434,6 +446,7 @@ impl Device {
         installed: &Installed,
         mut pending: Pending,
         module: &Module,
+        gate: Gate<'_>,
     ) -> Result<InstallResult> {
         let device_type = self.device_type()?;
         module
@@ -491,7 +504,7 @@ impl Device {
         }
         match module.needs_reboot() {
             Err(reason) => Err(self.module_failure(&pending, module, &reason)),
-            Ok(RebootNeed::No) => match self.health_check() {
+            Ok(RebootNeed::No) => match self.health_check().and_then(|()| gate()) {
                 Ok(()) => match self.finish_module_commit(pending, module)? {
                     Progress::Committed => Ok(InstallResult::Committed),
                     Progress::Failed(reason) => Err(DeviceError::Failed(reason)),
@@ -962,8 +975,8 @@ impl Device {
     }
 }
 
-/// Asked before a commit after a reboot; `Err(reason)` rolls back.
-type Gate<'a> = &'a mut dyn FnMut() -> Result<(), String>;
+/// Asked before a commit; `Err(reason)` rolls back.
+pub type Gate<'a> = &'a mut dyn FnMut() -> Result<(), String>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Intent {

@@ -95,6 +95,15 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
+        // The journal mode belongs to the file: switch it to WAL once, on one connection,
+        // before a pool's connections race to do it (a new file then answers "locked").
+        {
+            use sqlx::Connection as _;
+            let first = sqlx::SqliteConnection::connect_with(&opts)
+                .await
+                .map_err(db)?;
+            first.close().await.map_err(db)?;
+        }
         Self::with_options(opts, 8).await
     }
 

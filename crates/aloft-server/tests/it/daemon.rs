@@ -824,3 +824,90 @@ fn check_update_and_signals_reach_a_daemon_that_polls_hourly() {
     );
     assert_eq!(mode & 0o777, 0o600);
 }
+
+#[test]
+fn an_abort_during_a_module_install_rolls_it_back_before_the_commit() {
+    let app = TestApp::start();
+    let work = tempfile::tempdir().unwrap();
+    let mut dev = SimDaemon::create(&app, &work.path().join("dev"), "sim-board", "");
+    // A slow Update Module of the device's own, that records its calls and can roll back.
+    let calls = work.path().join("calls");
+    let modules = dev.dir.join("modules");
+    std::fs::create_dir_all(&modules).unwrap();
+    std::fs::write(
+        modules.join("slow-app"),
+        format!(
+            "#!/bin/sh\necho \"$1\" >> '{}'\ncase \"$1\" in\n  SupportsRollback) echo Yes ;;\n  \
+             NeedsArtifactReboot) echo No ;;\n  ArtifactInstall) sleep 4 ;;\nesac\nexit 0\n",
+            calls.display()
+        ),
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("+x")
+        .arg(modules.join("slow-app"))
+        .status()
+        .unwrap();
+    let toml = std::fs::read_to_string(dev.dir.join("aloft.toml")).unwrap();
+    std::fs::write(
+        dev.dir.join("aloft.toml"),
+        format!("modules_dir = \"modules\"\n{toml}"),
+    )
+    .unwrap();
+    dev.start();
+    let device = accept(&app, &dev.mac());
+    let payload = work.path().join("app.conf");
+    std::fs::write(&payload, b"v2\n").unwrap();
+    let artifact = work.path().join("app-2.mender");
+    let made = Command::new(bin("aloftctl"))
+        .args([
+            "artifact",
+            "write",
+            "module-image",
+            "--no-progress",
+            "-T",
+            "slow-app",
+            "-f",
+        ])
+        .arg(&payload)
+        .args(["-n", "app-2", "-t", "sim-board", "-o"])
+        .arg(&artifact)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    app.upload_ok(&artifact);
+    let d = app.deploy("aborted", "app-2", &[&device]);
+    wait_for(60, "the module install", || {
+        std::fs::read_to_string(&calls)
+            .ok()?
+            .contains("ArtifactInstall")
+            .then_some(())
+    });
+    app.put(
+        &format!("/api/management/v1/deployments/deployments/{d}/status"),
+        &json!({"status": "aborted"}),
+    )
+    .expect(204);
+    wait_for(60, "the rollback", || {
+        std::fs::read_to_string(&calls)
+            .ok()?
+            .contains("ArtifactRollback")
+            .then_some(())
+    });
+    let calls = std::fs::read_to_string(&calls).unwrap();
+    assert!(!calls.contains("ArtifactCommit"), "{calls}");
+    assert_eq!(final_status(&app, &d, &device, 30), "aborted");
+    wait_for(30, "the daemon to record the failure", || {
+        (dev.status()["last"]["success"] == json!(false)).then_some(())
+    });
+    let status = dev.status();
+    assert_eq!(status["artifact_name"], "factory-1", "{status}");
+    assert!(
+        status["last"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("aborted"),
+        "{status}"
+    );
+    assert!(dev.running());
+}
