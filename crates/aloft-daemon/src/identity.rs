@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use aloft_api::device::InventoryAttribute;
 use aloft_artifact::{KeyType, SigningKey};
@@ -117,33 +117,11 @@ fn to_value(mut values: Vec<String>) -> Value {
 
 /// Runs a helper with a time limit; its stdout, or why not.
 fn run_helper(path: &Path, limit: Duration) -> Result<(bool, String), String> {
-    let mut child = Command::new(path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot run: {e}"))?;
-    let mut stdout = child.stdout.take().expect("piped");
-    let reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        // At most 1 MiB of output is read.
-        let _ =
-            std::io::Read::read_to_end(&mut std::io::Read::take(&mut stdout, 1 << 20), &mut buf);
-        buf
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().map_err(|e| e.to_string())? {
-            break s;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("timed out after {} s", limit.as_secs()));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let out = reader.join().unwrap_or_default();
+    let (status, out) = aloft_device::process::run_limited(
+        &mut Command::new(path),
+        aloft_device::process::Collect::Stdout,
+        limit,
+    )?;
     let text = String::from_utf8(out).map_err(|_| "its output is not UTF-8".to_owned())?;
     Ok((status.success(), text))
 }

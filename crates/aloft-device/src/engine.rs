@@ -10,8 +10,8 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use aloft_artifact::{
     ArtifactInfo, ArtifactReader, DependValue, PayloadType, ReadOptions, VerifyingKey,
@@ -1014,33 +1014,11 @@ fn slot_from_cmdline(
 
 /// Runs `sh -c cmd` with a time limit; Err carries the exit status and the end of stderr.
 fn run_shell(cmd: &str, limit: Duration) -> Result<(), String> {
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start: {e}"))?;
-    let mut stderr = child.stderr.take().expect("piped");
-    let collector = std::thread::spawn(move || {
-        let mut out = Vec::new();
-        let _ = stderr.read_to_end(&mut out);
-        out
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-            break status;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("timed out after {} s", limit.as_secs()));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let err = collector.join().unwrap_or_default();
+    let (status, err) = crate::process::run_limited(
+        Command::new("sh").arg("-c").arg(cmd),
+        crate::process::Collect::Stderr,
+        limit,
+    )?;
     if status.success() {
         return Ok(());
     }

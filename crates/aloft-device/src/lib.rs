@@ -15,6 +15,7 @@ mod crash;
 pub mod engine;
 pub mod fetch;
 pub mod module;
+pub mod process;
 pub mod scripts;
 #[cfg(feature = "sim")]
 pub mod sim;

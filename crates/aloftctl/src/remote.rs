@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, IsTerminal as _, Read, Write as _};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -84,22 +83,9 @@ fn base_url(url: &str) -> String {
 }
 
 fn agent(ca_cert: Option<&Path>, body_timeout: Option<Duration>) -> Result<ureq::Agent> {
-    let mut tls = ureq::tls::TlsConfig::builder();
-    if let Some(path) = ca_cert {
-        let pem = fs_err::read(path)?;
-        let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
-            .filter_map(|i| match i {
-                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-                _ => None,
-            })
-            .collect();
-        if certs.is_empty() {
-            bail!("no certificate in {}", path.display());
-        }
-        tls = tls.root_certs(ureq::tls::RootCerts::Specific(Arc::new(certs)));
-    }
+    let tls = aloft_device::fetch::tls_config(ca_cert)?;
     Ok(ureq::Agent::config_builder()
-        .tls_config(tls.build())
+        .tls_config(tls)
         .http_status_as_error(false)
         .user_agent(concat!("aloftctl/", env!("CARGO_PKG_VERSION")))
         .timeout_connect(Some(Duration::from_secs(30)))
