@@ -185,9 +185,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
-        Cmd::Commit => report(&mut out, device.commit()?, false),
-        Cmd::Rollback => report(&mut out, device.rollback()?, false),
-        Cmd::Resume { reboot_exit_code } => report(&mut out, device.resume()?, reboot_exit_code),
+        Cmd::Commit => report(&mut out, &device.commit()?, Asked::Commit, false),
+        Cmd::Rollback => report(&mut out, &device.rollback()?, Asked::Rollback, false),
+        Cmd::Resume { reboot_exit_code } => report(
+            &mut out,
+            &device.resume_at_boot()?,
+            Asked::Resume,
+            reboot_exit_code,
+        ),
         Cmd::ShowArtifact => {
             writeln!(out, "{}", device.installed()?.artifact_name)?;
             Ok(ExitCode::SUCCESS)
@@ -235,7 +240,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 writeln!(out, "artifact: {}", status.artifact_name)?;
                 if let Some(slot) = status.booted_slot {
-                    writeln!(out, "booted slot: {slot}")?;
+                    writeln!(out, "running slot: {slot}")?;
+                }
+                if let Some(next) = status.next_boot {
+                    let how = if next.trial {
+                        "on trial (falls back unless committed)"
+                    } else {
+                        "for good"
+                    };
+                    writeln!(out, "next boot: slot {} {how}", next.slot)?;
                 }
                 match (&status.pending, &status.pending_artifact) {
                     (Some(phase), Some(name)) => {
@@ -262,6 +275,39 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_tell_what_happened() {
+        let failed = Progress::Failed("the new slot b did not boot".into());
+        // (engine answer, command, --reboot-exit-code) → exit code
+        let cases = [
+            (Progress::Committed, Asked::Commit, false, 0),
+            (Progress::Nothing, Asked::Commit, false, 2),
+            (Progress::RebootRequired, Asked::Commit, true, 2),
+            (failed.clone(), Asked::Commit, false, 1),
+            (failed.clone(), Asked::Resume, false, 0),
+            (failed.clone(), Asked::Rollback, false, 0),
+            (Progress::Nothing, Asked::Rollback, false, 2),
+            (Progress::Nothing, Asked::Resume, false, 2),
+            (Progress::RebootRequired, Asked::Resume, false, 0),
+            (Progress::RebootRequired, Asked::Resume, true, 4),
+            (Progress::RebootRequired, Asked::Rollback, true, 4),
+            (Progress::LeftToDaemon, Asked::Resume, false, 0),
+            (Progress::Committed, Asked::Resume, false, 0),
+        ];
+        for (progress, asked, flag, want) in cases {
+            assert_eq!(
+                exit_code(&progress, asked, flag),
+                want,
+                "{progress:?} {asked:?} {flag}"
+            );
+        }
+    }
+}
+
 fn reboot_code(wanted: bool) -> ExitCode {
     if wanted {
         ExitCode::from(4)
@@ -270,29 +316,57 @@ fn reboot_code(wanted: bool) -> ExitCode {
     }
 }
 
+/// Which command asked: the exit code tells whether *that* was done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Asked {
+    Commit,
+    Rollback,
+    Resume,
+}
+
+/// The exit code of `commit`, `rollback` and `resume` for what the engine answered: 0 only
+/// when what was asked happened (`commit`: committed; `rollback`: rolled back; `resume`: the
+/// interrupted step was finished, whatever the update's outcome, which `status` shows), 2 when
+/// there was nothing to do, 1 when a commit found the update failed, 4 for a needed reboot
+/// when asked to.
+fn exit_code(progress: &Progress, asked: Asked, reboot_exit_code: bool) -> u8 {
+    match (progress, asked) {
+        (Progress::Nothing, _) | (Progress::RebootRequired, Asked::Commit) => 2,
+        (Progress::Failed(_), Asked::Commit) => 1,
+        (Progress::Failed(_) | Progress::Committed | Progress::LeftToDaemon, _) => 0,
+        (Progress::RebootRequired, _) => {
+            if reboot_exit_code {
+                4
+            } else {
+                0
+            }
+        }
+    }
+}
+
 fn report(
     out: &mut impl std::io::Write,
-    progress: Progress,
+    progress: &Progress,
+    asked: Asked,
     reboot_exit_code: bool,
 ) -> Result<ExitCode> {
-    Ok(match progress {
-        Progress::Nothing => {
-            writeln!(out, "no update in progress")?;
-            ExitCode::from(2)
-        }
-        Progress::RebootRequired => {
-            writeln!(out, "reboot needed to go on")?;
-            reboot_code(reboot_exit_code)
-        }
-        Progress::Committed => {
-            writeln!(out, "committed")?;
-            ExitCode::SUCCESS
-        }
-        Progress::Failed(reason) => {
-            writeln!(out, "update failed: {reason}")?;
-            ExitCode::SUCCESS
-        }
-    })
+    match (progress, asked) {
+        (Progress::Nothing, Asked::Commit) => writeln!(out, "nothing to commit")?,
+        (Progress::Nothing, _) => writeln!(out, "no update in progress")?,
+        (Progress::RebootRequired, Asked::Commit) => writeln!(
+            out,
+            "nothing to commit yet: reboot into the new system first (it is then checked and committed)"
+        )?,
+        (Progress::RebootRequired, _) => writeln!(out, "reboot needed to go on")?,
+        (Progress::Committed, _) => writeln!(out, "committed")?,
+        (Progress::Failed(reason), Asked::Rollback) => writeln!(out, "rolled back: {reason}")?,
+        (Progress::Failed(reason), _) => writeln!(out, "update failed: {reason}")?,
+        (Progress::LeftToDaemon, _) => writeln!(
+            out,
+            "the new system runs on trial: the daemon checks it and asks the server before it commits"
+        )?,
+    }
+    Ok(ExitCode::from(exit_code(progress, asked, reboot_exit_code)))
 }
 
 fn progress_bar() -> indicatif::ProgressBar {

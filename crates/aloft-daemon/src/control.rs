@@ -32,6 +32,13 @@ pub fn listen(path: &Path, tx: Sender<Request>) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
+    // A socket that answers belongs to a running daemon: never take it over.
+    if UnixStream::connect(path).is_ok() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            format!("another aloft daemon answers on {}", path.display()),
+        ));
+    }
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
         _ => {}

@@ -74,6 +74,7 @@ pub fn control_socket(config: &Config) -> PathBuf {
 
 /// The running daemon.
 pub struct Daemon {
+    _lifetime: aloft_device::lock::Lock,
     device: Device,
     config: Config,
     settings: DaemonConfig,
@@ -106,6 +107,22 @@ impl Daemon {
             )
         })?;
         settings.rate_limit().map_err(DaemonError::Config)?;
+        settings.max_download().map_err(DaemonError::Config)?;
+        settings.reserve().map_err(DaemonError::Config)?;
+        settings.min_rate().map_err(DaemonError::Config)?;
+        // One daemon per data folder, for its whole life (released by the kernel if it dies).
+        let lifetime = aloft_device::lock::Lock::acquire(
+            &config.data_dir.join("daemon/daemon.lock"),
+            "aloft daemon",
+            Duration::ZERO,
+        )
+        .map_err(|e| match e {
+            aloft_device::lock::LockError::Held { holder, .. } => DaemonError::Config(format!(
+                "another aloft daemon runs on {} ({holder}): stop it first",
+                config.data_dir.display()
+            )),
+            other => DaemonError::Config(other.to_string()),
+        })?;
         let key_path = crate::identity::key_path(settings.key_file.as_deref(), &config.data_dir);
         let key = crate::identity::load_or_create_key(&key_path, &settings.key_type)?;
         tracing::info!(key = %key_path.display(), fingerprint = %key.verifying_key().fingerprint(), "device key");
@@ -128,6 +145,7 @@ impl Daemon {
         })?;
         let device = Device::open(config.clone())?;
         Ok(Self {
+            _lifetime: lifetime,
             device,
             boot_id: read_boot_id(&config.boot_id_file),
             config,
@@ -357,6 +375,9 @@ impl Daemon {
                     self.finish(record, status::FAILURE, Some(reason));
                 }
             }
+            Progress::LeftToDaemon => {
+                tracing::error!("the engine left a commit to the daemon while asked by it");
+            }
             Progress::RebootRequired => {
                 record.step = Step::Rebooting;
                 let _ = self.journal.save(&record);
@@ -420,7 +441,36 @@ impl Daemon {
             } else {
                 None
             },
+            max_size: self.download_limit(),
+            min_rate: self.settings.min_rate().unwrap_or(0),
+            allow_plain_http: self.settings.allow_plain_http,
         }
+    }
+
+    /// [`download::size_limit`] for this device now.
+    fn download_limit(&self) -> u64 {
+        let largest_slot = self.config.slots.as_ref().and_then(|slots| {
+            [&slots.a.device, &slots.b.device]
+                .into_iter()
+                .filter_map(|d| {
+                    let mut f = std::fs::File::open(d).ok()?;
+                    std::io::Seek::seek(&mut f, std::io::SeekFrom::End(0)).ok()
+                })
+                .max()
+        });
+        // The field types are narrower on some 32-bit targets.
+        #[allow(clippy::useless_conversion)]
+        let free = nix::sys::statvfs::statvfs(self.journal.dir()).map_or(u64::MAX, |s| {
+            u64::from(s.blocks_available()).saturating_mul(u64::from(s.fragment_size()))
+        });
+        let spooled = std::fs::metadata(&self.spool.file).map_or(0, |m| m.len());
+        download::size_limit(
+            self.settings.max_download().ok().flatten(),
+            largest_slot,
+            free,
+            spooled,
+            self.settings.reserve().unwrap_or(8 << 20),
+        )
     }
 
     /// Drives a deployment from the step its record names to its final report.

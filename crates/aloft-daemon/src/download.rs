@@ -32,6 +32,14 @@ pub struct Options {
     pub max_backoff: Duration,
     /// Trusted certificates (the server's, for downloads from the server's own host).
     pub trusted_certs: Option<PathBuf>,
+    /// The largest artifact accepted: more announced or sent fails the download and removes
+    /// the spool.
+    pub max_size: u64,
+    /// Lowest average speed (bytes per second) over each `stall_timeout`; slower counts as a
+    /// stall (0: no limit).
+    pub min_rate: u64,
+    /// Whether a plain `http://` link may be used at all.
+    pub allow_plain_http: bool,
 }
 
 /// What `download.json` records.
@@ -81,6 +89,19 @@ pub enum DownloadError {
         /// The last error.
         last: String,
     },
+    /// The artifact is larger than this device can take.
+    #[error(
+        "the artifact is too large for this device: {size} bytes, at most {limit} fit (the larger slot, or the data folder's free space less its reserve)"
+    )]
+    TooLarge {
+        /// Its size (announced, or received so far).
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// A link this device must not use.
+    #[error("refused the download link: {0}")]
+    Insecure(String),
     /// The caller stopped it (the deployment was aborted).
     #[error("download stopped: {0}")]
     Cancelled(String),
@@ -139,6 +160,20 @@ impl Spool {
     }
 }
 
+/// The largest artifact a device takes: the configured maximum, else the larger slot (rootfs
+/// devices); and never more than fits in the data folder (its free space plus what is already
+/// spooled, less the reserve that keeps the state files and the final report writable).
+pub fn size_limit(
+    configured: Option<u64>,
+    largest_slot: Option<u64>,
+    free: u64,
+    spooled: u64,
+    reserve: u64,
+) -> u64 {
+    let fits = (free + spooled).saturating_sub(reserve);
+    configured.or(largest_slot).map_or(fits, |l| l.min(fits))
+}
+
 /// `Content-Range: bytes a-b/total` → (a, total).
 fn content_range(value: &str) -> Option<(u64, Option<u64>)> {
     let rest = value.trim().strip_prefix("bytes ")?;
@@ -175,8 +210,18 @@ pub fn download(
             source: std::io::Error::other(e.to_string()),
         }
     })?;
+    let https = url
+        .get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"));
+    if !https && !options.allow_plain_http {
+        return Err(DownloadError::Insecure(
+            "a plain http:// link (allow_plain_http = true in [daemon] allows it)".into(),
+        ));
+    }
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .tls_config(tls)
+        // A download that began on https never continues on http (a redirect to it fails).
+        .https_only(https)
         .http_status_as_error(false)
         .user_agent(concat!("aloft/", env!("CARGO_PKG_VERSION")))
         .timeout_connect(Some(Duration::from_secs(30)))
@@ -219,6 +264,16 @@ pub fn download(
         tracing::info!(offset = resumed_from, total = ?partial.total, "resuming the download");
     }
 
+    let too_large = |size: u64| {
+        spool.remove();
+        DownloadError::TooLarge {
+            size,
+            limit: options.max_size,
+        }
+    };
+    if let Some(total) = partial.total.filter(|&t| t > options.max_size) {
+        return Err(too_large(total));
+    }
     let mut fetched = 0u64;
     let mut failures = 0u32;
     let mut last_error = String::new();
@@ -248,6 +303,11 @@ pub fn download(
         }
         let mut response = match request.call() {
             Ok(r) => r,
+            Err(ureq::Error::RequireHttpsOnly(to)) => {
+                return Err(DownloadError::Insecure(format!(
+                    "the https download was redirected to plain http ({to})"
+                )));
+            }
             Err(e) => {
                 failures += 1;
                 last_error = e.to_string();
@@ -308,6 +368,11 @@ pub fn download(
                 partial.total = partial.total.or(total);
             }
             416 if partial.total == Some(partial.offset) => break,
+            301 | 302 | 303 | 307 | 308 => {
+                return Err(DownloadError::Insecure(format!(
+                    "a redirect ({status}) that this download cannot follow safely"
+                )));
+            }
             408 | 425 | 429 | 500..=599 => {
                 failures += 1;
                 last_error = format!("the server answered {status}");
@@ -315,10 +380,15 @@ pub fn download(
             }
             _ => return Err(DownloadError::Refused { status }),
         }
+        if let Some(total) = partial.total.filter(|&t| t > options.max_size) {
+            return Err(too_large(total));
+        }
         spool.save(&partial)?;
 
         let mut reader = response.body_mut().as_reader();
         let mut progressed = false;
+        let mut slow = false;
+        let (mut window_start, mut window_bytes) = (Instant::now(), 0u64);
         let mut since_sync = 0u64;
         let mut last_sync = Instant::now();
         let outcome: Result<(), String> = loop {
@@ -332,6 +402,9 @@ pub fn download(
                 Some(total) => n.min(usize::try_from(total - partial.offset).unwrap_or(n)),
                 None => n,
             };
+            if partial.offset + n as u64 > options.max_size {
+                return Err(too_large(partial.offset + n as u64));
+            }
             file.write_all(&buf[..n])
                 .map_err(io("cannot write the download spool"))?;
             partial.offset += n as u64;
@@ -345,6 +418,19 @@ pub fn download(
                 last_sync = Instant::now();
             }
             progress(partial.offset, partial.total).map_err(DownloadError::Cancelled)?;
+            window_bytes += n as u64;
+            let window = window_start.elapsed();
+            if options.min_rate > 0 && window >= options.stall_timeout {
+                if window_bytes < options.min_rate.saturating_mul(window.as_secs().max(1)) {
+                    slow = true;
+                    break Err(format!(
+                        "slower than {} bytes/s for {} s ({window_bytes} bytes)",
+                        options.min_rate,
+                        window.as_secs()
+                    ));
+                }
+                (window_start, window_bytes) = (Instant::now(), 0);
+            }
             if let Some(rate) = options.rate_limit {
                 #[allow(clippy::cast_precision_loss)]
                 let due = Duration::from_secs_f64(fetched as f64 / rate.max(1) as f64);
@@ -358,7 +444,9 @@ pub fn download(
         };
         file.sync_data().map_err(io("cannot sync the spool"))?;
         spool.save(&partial)?;
-        if progressed {
+        // A trickle makes progress, yet counts as a failure: it would hold the deployment
+        // forever otherwise.
+        if progressed && !slow {
             failures = 0;
         }
         match outcome {
@@ -399,6 +487,28 @@ pub fn open(spool: &Spool) -> Result<File, DownloadError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_size_limit_is_the_smallest_bound() {
+        const M: u64 = 1 << 20;
+        // (configured, largest slot, free, spooled, reserve) → limit
+        let cases = [
+            ((None, None, 100 * M, 0, 8 * M), 92 * M),
+            ((None, Some(64 * M), 100 * M, 0, 8 * M), 64 * M),
+            ((None, Some(64 * M), 40 * M, 0, 8 * M), 32 * M),
+            ((None, Some(64 * M), 40 * M, 20 * M, 8 * M), 52 * M),
+            ((Some(10 * M), Some(64 * M), 100 * M, 0, 8 * M), 10 * M),
+            ((Some(500 * M), None, 100 * M, 0, 8 * M), 92 * M),
+            ((None, None, 4 * M, 0, 8 * M), 0),
+        ];
+        for ((configured, slot, free, spooled, reserve), want) in cases {
+            assert_eq!(
+                size_limit(configured, slot, free, spooled, reserve),
+                want,
+                "{configured:?} {slot:?} {free} {spooled} {reserve}"
+            );
+        }
+    }
 
     #[test]
     fn content_ranges_parse() {

@@ -83,13 +83,15 @@ impl Journal {
         self.dir.join("deployment.log")
     }
 
-    /// The deployment in progress, if any. A corrupt record is reported and dropped.
+    /// The deployment in progress, if any. A corrupt record is reported and set aside as
+    /// `deployment.json.corrupt` (so it is dropped once, not at every start).
     pub fn load(&self) -> Option<Record> {
         match aloft_device::state::load::<Record>(&self.record_path()) {
             Ok(r) if !r.id.is_empty() => Some(r),
             Ok(_) => None,
             Err(e) => {
-                tracing::error!(error = %e, "the deployment record is unreadable; it is dropped");
+                let kept = aloft_device::state::set_aside(&self.record_path());
+                tracing::error!(error = %e, kept = ?kept.ok(), "the deployment record is unreadable; it is dropped");
                 None
             }
         }

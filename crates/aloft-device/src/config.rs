@@ -156,6 +156,10 @@ pub struct Config {
     /// Seconds one Update Module call may run.
     #[serde(default = "default_module_timeout")]
     pub module_timeout_seconds: u64,
+    /// Seconds a command waits while another aloft process (the daemon, an install) works on
+    /// the device before it refuses and changes nothing.
+    #[serde(default = "default_lock_wait")]
+    pub lock_wait_seconds: u64,
     /// `[daemon]`: the server and how the daemon talks to it; without it `aloft daemon`
     /// refuses to start.
     #[serde(default)]
@@ -220,6 +224,24 @@ pub struct DaemonConfig {
     /// Seconds the daemon waits for the reboot command to take the system down.
     #[serde(default = "default_reboot_wait")]
     pub reboot_wait_seconds: u64,
+    /// Largest artifact the daemon downloads (`512M`, `2G`). Default: the larger slot for a
+    /// rootfs device, and in any case no more than the data folder's free space less
+    /// `download_reserve`. More announced or sent fails the deployment with the reason.
+    #[serde(default)]
+    pub max_download_size: Option<String>,
+    /// Space the download always leaves free in the data folder, so state files and the final
+    /// report can still be written (default `8M`).
+    #[serde(default = "default_download_reserve")]
+    pub download_reserve: String,
+    /// Lowest average download speed in bytes per second over `download_stall_timeout_seconds`
+    /// (default `1K`): a slower connection (a trickle) counts as stalled and is resumed on a
+    /// new one, and too many in a row fail the download. `0` turns it off.
+    #[serde(default = "default_min_rate")]
+    pub download_min_rate: String,
+    /// Allow artifacts over plain `http://` links (default: refused; an `https://` download
+    /// never follows a redirect to `http://` whatever this says).
+    #[serde(default)]
+    pub allow_plain_http: bool,
 }
 
 fn default_update_poll() -> u64 {
@@ -249,6 +271,12 @@ fn default_progress_interval() -> u64 {
 fn default_reboot_wait() -> u64 {
     300
 }
+fn default_download_reserve() -> String {
+    "8M".into()
+}
+fn default_min_rate() -> String {
+    "1K".into()
+}
 
 impl DaemonConfig {
     /// A configuration for `server_url` with every other value at its default.
@@ -270,7 +298,35 @@ impl DaemonConfig {
             download_stall_timeout_seconds: default_stall_timeout(),
             progress_interval_seconds: default_progress_interval(),
             reboot_wait_seconds: default_reboot_wait(),
+            max_download_size: None,
+            download_reserve: default_download_reserve(),
+            download_min_rate: default_min_rate(),
+            allow_plain_http: false,
         }
+    }
+
+    /// The configured download size limit, if any.
+    pub fn max_download(&self) -> Result<Option<u64>, String> {
+        self.max_download_size
+            .as_deref()
+            .map(|s| parse_size(s).ok_or_else(|| format!("max_download_size {s:?} is not a size")))
+            .transpose()
+    }
+
+    /// The space a download leaves free.
+    pub fn reserve(&self) -> Result<u64, String> {
+        parse_size(&self.download_reserve)
+            .ok_or_else(|| format!("download_reserve {:?} is not a size", self.download_reserve))
+    }
+
+    /// The lowest download speed in bytes per second (0: no limit).
+    pub fn min_rate(&self) -> Result<u64, String> {
+        parse_size(&self.download_min_rate).ok_or_else(|| {
+            format!(
+                "download_min_rate {:?} is not a size",
+                self.download_min_rate
+            )
+        })
     }
 
     /// The download limit in bytes per second, if any.
@@ -328,6 +384,9 @@ fn default_retry_timeout() -> u64 {
 }
 fn default_module_timeout() -> u64 {
     14400
+}
+fn default_lock_wait() -> u64 {
+    10
 }
 
 /// The keys of `mender.conf` that aloft honours; others are ignored, as Mender does.

@@ -53,6 +53,9 @@ pub enum DeviceError {
     /// The update failed and was undone (the reason is also recorded for `status`).
     #[error("update failed: {0}")]
     Failed(String),
+    /// Another aloft process works on the device.
+    #[error(transparent)]
+    Locked(#[from] crate::lock::LockError),
     /// Something this build cannot do (yet) or this configuration does not allow.
     #[error("{0}")]
     Unsupported(String),
@@ -89,6 +92,9 @@ pub enum Progress {
     Committed,
     /// The update failed (and the old system runs, or will after the reboot in progress).
     Failed(String),
+    /// The new system runs on trial and is left to the daemon, which checks its health and
+    /// asks the server before it commits ([`Device::resume_at_boot`] on a managed device).
+    LeftToDaemon,
 }
 
 /// `aloft status`.
@@ -100,12 +106,24 @@ pub struct Status {
     pub artifact_group: Option<String>,
     /// Slot running now (rootfs devices).
     pub booted_slot: Option<SlotId>,
+    /// Slot the bootloader starts next, when it differs from the running one (an installed
+    /// update waiting for its reboot, or a rollback), and whether that boot is a trial.
+    pub next_boot: Option<NextBoot>,
     /// Phase of the update in progress.
     pub pending: Option<Phase>,
     /// Artifact of the update in progress.
     pub pending_artifact: Option<String>,
     /// The last finished update.
     pub last: Option<Outcome>,
+}
+
+/// The next boot, when it changes slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct NextBoot {
+    /// The slot the bootloader starts.
+    pub slot: SlotId,
+    /// On trial: the bootloader falls back unless it is committed.
+    pub trial: bool,
 }
 
 /// A device, as its configuration describes it.
@@ -136,6 +154,67 @@ impl Device {
             _ => None,
         };
         Ok(Self { config, boot })
+    }
+
+    /// Takes the device lock for `what` (every state-changing entry point does, once).
+    fn lock(&self, what: &str) -> Result<crate::lock::Lock> {
+        Ok(crate::lock::Lock::acquire(
+            &self.config.data_dir.join("aloft.lock"),
+            what,
+            Duration::from_secs(self.config.lock_wait_seconds),
+        )?)
+    }
+
+    /// `state.json`, under the lock. A record that does not parse (a damaged file system: it
+    /// is only ever replaced whole) is set aside as `state.json.corrupt` for forensics, and
+    /// the device is made safe without it: an update of unknown state is never committed, so
+    /// a slot the bootloader has armed or runs on trial is reverted to the slot that ran
+    /// before it, and the failure is recorded for `aloft status` and the daemon.
+    fn load_state(&self) -> Result<Persisted> {
+        use std::fmt::Write as _;
+        let path = self.state_path();
+        let reason = match state::load::<Persisted>(&path) {
+            Err(StateError::Corrupt { reason, .. }) => reason,
+            other => return Ok(other?),
+        };
+        let kept = state::set_aside(&path)?;
+        let mut what = format!(
+            "the update state {} was unreadable ({reason}); it was kept as {}",
+            path.display(),
+            kept.display()
+        );
+        if let (Some(boot), Ok(booted)) = (&self.boot, self.booted_slot()) {
+            let env = boot.state()?;
+            if env.slot == Some(booted) && env.upgrade_available {
+                boot.revert(booted.other())?;
+                let _ = write!(
+                    what,
+                    "; slot {booted} ran on trial and was rolled back: slot {} boots next",
+                    booted.other()
+                );
+            } else if env.slot.is_some_and(|s| s != booted) {
+                boot.revert(booted)?;
+                let _ = write!(
+                    what,
+                    "; the update armed in slot {} was dropped",
+                    booted.other()
+                );
+            }
+        }
+        tracing::error!("{what}");
+        let recovered = Persisted {
+            pending: None,
+            last: Some(Outcome {
+                artifact_name: self
+                    .installed()
+                    .map(|i| i.artifact_name)
+                    .unwrap_or_default(),
+                success: false,
+                reason: Some(what),
+            }),
+        };
+        state::save(&path, &recovered)?;
+        Ok(recovered)
     }
 
     fn state_path(&self) -> PathBuf {
@@ -214,9 +293,25 @@ impl Device {
             .as_ref()
             .ok_or_else(|| DeviceError::Unsupported("no slots configured".into()))?;
         match self.config.booted_slot {
-            BootedSlotDetection::BootloaderEnv => self.boot()?.state()?.slot.ok_or_else(|| {
-                DeviceError::Unsupported("mender_boot_part names neither slot".into())
-            }),
+            BootedSlotDetection::BootloaderEnv => {
+                // The variable names the slot of the *next* boot: until the reboot that an
+                // armed update or a rollback waits for, the running slot is the one before.
+                let persisted: Persisted = state::load(&self.state_path()).unwrap_or_default();
+                if let Some(p) = persisted
+                    .pending
+                    .as_ref()
+                    .filter(|p| p.boot_id == self.boot_id())
+                {
+                    match p.phase {
+                        Phase::Installed => return p.from_slot.ok_or_else(no_slot),
+                        Phase::RollingBack => return p.to_slot.ok_or_else(no_slot),
+                        Phase::Installing | Phase::Committing => {}
+                    }
+                }
+                self.boot()?.state()?.slot.ok_or_else(|| {
+                    DeviceError::Unsupported("mender_boot_part names neither slot".into())
+                })
+            }
             BootedSlotDetection::Cmdline => {
                 let cmdline = std::fs::read_to_string("/proc/cmdline")
                     .map_err(Self::io("cannot read /proc/cmdline"))?;
@@ -231,8 +326,10 @@ impl Device {
             .verify_keys
             .iter()
             .map(|p| {
-                let text = std::fs::read_to_string(p)
-                    .map_err(Self::io("cannot read a verification key"))?;
+                let text = std::fs::read_to_string(p).map_err(|source| DeviceError::Io {
+                    what: format!("cannot read the verification key {}", p.display()),
+                    source,
+                })?;
                 VerifyingKey::from_pem(&text).map_err(|e| {
                     DeviceError::Unsupported(format!("verification key {}: {e}", p.display()))
                 })
@@ -307,7 +404,8 @@ impl Device {
         progress: &mut dyn FnMut(u64, u64),
         before_commit: Gate<'_>,
     ) -> Result<InstallResult> {
-        let mut persisted: Persisted = state::load(&self.state_path())?;
+        let _lock = self.lock("install")?;
+        let mut persisted = self.load_state()?;
         if let Some(p) = &persisted.pending {
             return Err(DeviceError::Busy(p.artifact_name.clone()));
         }
@@ -701,6 +799,7 @@ impl Device {
             Phase::Installed if !rebooted && intent != Intent::Rollback => {
                 Ok(Progress::RebootRequired)
             }
+            Phase::Installed if intent == Intent::BootResume => Ok(Progress::LeftToDaemon),
             Phase::Installed if intent == Intent::Rollback => Ok(Progress::Failed(
                 self.module_failure_reason(&pending, &module, "rolled back by the operator")?,
             )),
@@ -733,6 +832,19 @@ impl Device {
         self.proceed(Intent::Resume, &mut || Ok(()))
     }
 
+    /// What `aloft resume` runs at every boot. On a device managed by a daemon (a `[daemon]`
+    /// section) it finishes everything but the commit of a new system on trial: that one
+    /// decision belongs to the daemon, which asks the server first ([`Progress::LeftToDaemon`]).
+    /// A device without a daemon commits here, after the health check, as [`Device::resume`].
+    pub fn resume_at_boot(&self) -> Result<Progress> {
+        let intent = if self.config.daemon.is_some() {
+            Intent::BootResume
+        } else {
+            Intent::Resume
+        };
+        self.proceed(intent, &mut || Ok(()))
+    }
+
     /// [`Device::resume`], with `before_commit` asked once the new system passed its health
     /// check and before anything is committed: an `Err(reason)` rolls the update back instead
     /// (the daemon asks its server whether the deployment was aborted meanwhile).
@@ -754,7 +866,12 @@ impl Device {
     }
 
     fn proceed(&self, intent: Intent, gate: Gate<'_>) -> Result<Progress> {
-        let persisted: Persisted = state::load(&self.state_path())?;
+        let _lock = self.lock(match intent {
+            Intent::Resume | Intent::BootResume => "resume",
+            Intent::Commit => "commit",
+            Intent::Rollback => "rollback",
+        })?;
+        let persisted = self.load_state()?;
         let Some(pending) = persisted.pending.clone() else {
             // A cut right after an update's outcome was saved can leave its module tree.
             let _ =
@@ -797,6 +914,7 @@ impl Device {
                 }
                 Ok(Progress::RebootRequired)
             }
+            (Decision::Verify, Intent::BootResume) => Ok(Progress::LeftToDaemon),
             (Decision::Verify, Intent::Rollback) => {
                 self.start_rollback(pending, "rolled back by the operator", false)
             }
@@ -840,7 +958,11 @@ impl Device {
                     .reason
                     .clone()
                     .unwrap_or_else(|| "rolled back".into());
-                self.start_rollback(pending, &reason, intent == Intent::Resume)
+                self.start_rollback(
+                    pending,
+                    &reason,
+                    matches!(intent, Intent::Resume | Intent::BootResume),
+                )
             }
         }
     }
@@ -953,10 +1075,23 @@ impl Device {
     pub fn status(&self) -> Result<Status> {
         let persisted: Persisted = state::load(&self.state_path())?;
         let installed = self.installed()?;
+        let booted_slot = self.booted_slot().ok();
+        let next_boot = self
+            .boot
+            .as_ref()
+            .and_then(|b| b.state().ok())
+            .and_then(|env| {
+                let slot = env.slot?;
+                (Some(slot) != booted_slot).then_some(NextBoot {
+                    slot,
+                    trial: env.upgrade_available,
+                })
+            });
         Ok(Status {
             artifact_name: installed.artifact_name,
             artifact_group: installed.artifact_group,
-            booted_slot: self.booted_slot().ok(),
+            booted_slot,
+            next_boot,
             pending: persisted.pending.as_ref().map(|p| p.phase),
             pending_artifact: persisted.pending.map(|p| p.artifact_name),
             last: persisted.last,
@@ -975,12 +1110,18 @@ impl Device {
     }
 }
 
+fn no_slot() -> DeviceError {
+    DeviceError::Unsupported("the pending update names no slot".into())
+}
+
 /// Asked before a commit; `Err(reason)` rolls back.
 pub type Gate<'a> = &'a mut dyn FnMut() -> Result<(), String>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Intent {
     Resume,
+    /// `aloft resume` at boot on a daemon-managed device: never commits.
+    BootResume,
     Commit,
     Rollback,
 }

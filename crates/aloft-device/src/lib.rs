@@ -14,6 +14,7 @@ pub mod config;
 mod crash;
 pub mod engine;
 pub mod fetch;
+pub mod lock;
 pub mod module;
 pub mod process;
 pub mod scripts;

@@ -131,6 +131,19 @@ pub fn load<T: for<'de> Deserialize<'de> + Default>(path: &Path) -> Result<T, St
     }
 }
 
+/// Moves a record that does not parse out of the way, as `<name>.corrupt` (replacing an older
+/// one), so that it is kept for forensics and never read again; returns the new path.
+pub fn set_aside(path: &Path) -> Result<PathBuf, StateError> {
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(".corrupt");
+    let kept = path.with_file_name(name);
+    std::fs::rename(path, &kept).map_err(|source| StateError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(kept)
+}
+
 /// Writes a JSON record atomically.
 pub fn save<T: Serialize>(path: &Path, value: &T) -> Result<(), StateError> {
     let bytes = serde_json::to_vec_pretty(value).expect("state serialises");

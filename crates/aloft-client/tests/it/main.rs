@@ -3,6 +3,7 @@
 
 mod modules;
 mod power;
+mod safety;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -536,7 +536,7 @@ fn downloads_survive_cuts_stalls_and_5xx_within_1_2x_the_artifact() {
         &app,
         &work.path().join("dev"),
         "sim-board",
-        "download_stall_timeout_seconds = 1",
+        "download_stall_timeout_seconds = 1\nallow_plain_http = true",
     );
     dev.start();
     let device = accept(&app, &dev.mac());
@@ -583,7 +583,7 @@ fn kill_9_during_download_install_and_reboot_resumes_and_reports_the_truth() {
         &app,
         &work.path().join("dev"),
         "sim-board",
-        "download_rate_limit = \"1M\"",
+        "download_rate_limit = \"1M\"\nallow_plain_http = true",
     );
     // State scripts that mark where the install is and give the test time to kill there.
     let marks = work.path().join("marks");
@@ -910,4 +910,50 @@ fn an_abort_during_a_module_install_rolls_it_back_before_the_commit() {
         "{status}"
     );
     assert!(dev.running());
+}
+
+#[test]
+fn a_second_daemon_on_the_same_device_refuses_to_start() {
+    let app = TestApp::start();
+    let work = tempfile::tempdir().unwrap();
+    let mut dev = SimDaemon::create(&app, &work.path().join("dev"), "sim-board", "");
+    dev.start();
+    let socket = dev.dir.join("data/aloft.sock");
+    wait_for(30, "the first daemon's socket", || {
+        socket.exists().then_some(())
+    });
+    let second = Command::new(bin("aloft"))
+        .arg("--config")
+        .arg(dev.dir.join("aloft.toml"))
+        .arg("daemon")
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("another aloft daemon runs on"), "{err}");
+    assert!(
+        err.contains(&dev.pid().to_string()),
+        "names the first one: {err}"
+    );
+    // The first keeps its socket and its device.
+    assert!(dev.running());
+    let ask = Command::new(bin("aloft"))
+        .arg("--config")
+        .arg(dev.dir.join("aloft.toml"))
+        .arg("check-update")
+        .output()
+        .unwrap();
+    assert!(
+        ask.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ask.stderr)
+    );
+    // A daemon killed with -9 leaves no lock behind.
+    dev.kill();
+    dev.start();
+    wait_for(30, "the restarted daemon", || {
+        dev.log().matches("aloft daemon started").nth(1).map(drop)
+    });
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert!(dev.running(), "{}", dev.log());
 }

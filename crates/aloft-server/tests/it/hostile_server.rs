@@ -13,6 +13,7 @@ use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
+use futures::StreamExt as _;
 use serde_json::json;
 
 use crate::common::wait_for;
@@ -66,6 +67,11 @@ async fn next(State(s): State<Arc<Liar>>) -> Response {
         6 => instructions(b, "d-wrongtype", "release-2", "BASE/artifact?v=good")
             .to_string()
             .replace("sim-board", "toaster"),
+        7 => instructions(b, "d-downgrade", "release-2", "BASE/redirect").to_string(),
+        8 => instructions(b, "d-plain", "release-2", "http://127.0.0.1:9/artifact").to_string(),
+        9 => instructions(b, "d-huge", "release-2", "BASE/huge").to_string(),
+        10 => instructions(b, "d-endless", "release-2", "BASE/endless").to_string(),
+        11 => instructions(b, "d-trickle", "release-2", "BASE/trickle").to_string(),
         _ => return StatusCode::NO_CONTENT.into_response(),
     };
     (StatusCode::OK, body).into_response()
@@ -99,6 +105,50 @@ async fn artifact(
         s.good.clone()
     };
     Response::new(Body::from(bytes))
+}
+
+/// A redirect from https to plain http (where an unsigned artifact would wait).
+async fn redirect() -> Response {
+    (
+        StatusCode::FOUND,
+        [("location", "http://127.0.0.1:9/artifact?v=unsigned")],
+    )
+        .into_response()
+}
+
+static ZEROS: &[u8] = &[0; 16384];
+
+/// Announces 1 GiB for a device with 16 MiB slots.
+async fn huge() -> Response {
+    let chunks = futures::stream::repeat_with(|| {
+        Ok::<_, std::io::Error>(axum::body::Bytes::from_static(ZEROS))
+    })
+    .take(1 << 16);
+    (
+        [("content-length", (1u64 << 30).to_string())],
+        Body::from_stream(chunks),
+    )
+        .into_response()
+}
+
+/// Sends without end and without a length.
+async fn endless() -> Response {
+    let chunks = futures::stream::repeat_with(|| {
+        Ok::<_, std::io::Error>(axum::body::Bytes::from_static(ZEROS))
+    });
+    Body::from_stream(chunks).into_response()
+}
+
+/// One byte every 300 ms: never a stall, never done.
+async fn trickle() -> Response {
+    let chunks = futures::stream::unfold((), |()| async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        Some((
+            Ok::<_, std::io::Error>(axum::body::Bytes::from_static(b"x")),
+            (),
+        ))
+    });
+    Body::from_stream(chunks).into_response()
 }
 
 #[test]
@@ -152,6 +202,10 @@ fn daemon_survives_a_lying_server_and_installs_nothing() {
             put(log),
         )
         .route("/artifact", get(artifact))
+        .route("/redirect", get(redirect))
+        .route("/huge", get(huge))
+        .route("/endless", get(endless))
+        .route("/trickle", get(trickle))
         .with_state(liar.clone());
     let config = rt.block_on(async {
         axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(server_config(
@@ -169,14 +223,29 @@ fn daemon_survives_a_lying_server_and_installs_nothing() {
         addr,
         cert: tls.cert.clone(),
     };
-    let mut dev = SimDaemon::create_for(&fake, &work.path().join("dev"), "sim-board", "");
+    let mut dev = SimDaemon::create_for(
+        &fake,
+        &work.path().join("dev"),
+        "sim-board",
+        "download_stall_timeout_seconds = 2\nretry_poll_count = 2",
+    );
     dev.start();
     wait_for(120, "every lie to be answered", || {
         let statuses = liar.statuses.lock().unwrap().clone();
-        let finals = ["d-file", "d-tampered", "d-renamed", "d-wrongtype"]
-            .iter()
-            .all(|id| statuses.iter().any(|(i, s)| i == id && s == "failure"));
-        (finals && liar.nexts.load(Ordering::SeqCst) > 8).then_some(())
+        let finals = [
+            "d-file",
+            "d-tampered",
+            "d-renamed",
+            "d-wrongtype",
+            "d-downgrade",
+            "d-plain",
+            "d-huge",
+            "d-endless",
+            "d-trickle",
+        ]
+        .iter()
+        .all(|id| statuses.iter().any(|(i, s)| i == id && s == "failure"));
+        (finals && liar.nexts.load(Ordering::SeqCst) > 12).then_some(())
     });
     assert!(dev.running(), "the daemon survived: {}", dev.log());
     let statuses = liar.statuses.lock().unwrap().clone();
@@ -201,6 +270,11 @@ fn daemon_survives_a_lying_server_and_installs_nothing() {
         "http(s)",
         "announced artifact \"not-what-it-is\"",
         "toaster",
+        "redirected to plain http",
+        "a plain http:// link",
+        "too large for this device: 1073741824 bytes",
+        "too large for this device",
+        "slower than 1024 bytes/s",
     ] {
         assert!(log.contains(needle), "the log says {needle:?}:\n{log}");
     }
@@ -209,6 +283,10 @@ fn daemon_survives_a_lying_server_and_installs_nothing() {
         logs.iter()
             .any(|l| l.contains("checksum") || l.contains("invalid")),
         "the tampered artifact's log names the problem: {logs:?}"
+    );
+    assert!(
+        !dev.dir.join("data/daemon/artifact.part").exists(),
+        "the spool of a refused download is gone"
     );
     // The stored bootloader state never pointed at slot B.
     let out = std::process::Command::new(bin("aloft"))
