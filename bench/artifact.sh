@@ -9,7 +9,7 @@ RUNS=${1:-5}
 data=$PWD/bench/data
 command -v mender-artifact >/dev/null || { echo "needs mender-artifact (apt-get install mender-artifact)" >&2; exit 1; }
 [ -x /usr/bin/time ] || { apt-get install -y -qq time >/dev/null; }
-[ -f "$data/rootfs-v1.ext4" ] || bash ../shared/bench/make-rootfs-pair.sh "$data" >/dev/null
+[ -f "$data/rootfs-v1.ext4" ] || bash bench/make-rootfs-pair.sh "$data" >/dev/null
 cargo build --release --locked --quiet -p aloftctl
 aloftctl=$PWD/target/release/aloftctl
 image=$data/rootfs-v1.ext4
@@ -48,7 +48,7 @@ mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 mb() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1e6 }'; }
 
 echo "Command: bench/artifact.sh $RUNS   Date: $(date -u +%Y-%m-%d)   Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(lscpu | sed -n 's/^Model name: *//p' | head -1)"
-echo "Input: rootfs-v1.ext4, $(mb "$(size "$image")") MB (Debian bookworm minbase, shared/bench/make-rootfs-pair.sh). Median of $RUNS runs; RSS = peak over the runs."
+echo "Input: rootfs-v1.ext4, $(mb "$(size "$image")") MB (Debian bookworm minbase, bench/make-rootfs-pair.sh). Median of $RUNS runs; RSS = peak over the runs."
 echo
 echo "| operation | mender-artifact 3.9 | aloftctl | ratio (aloft / mender) |"
 echo "|---|---|---|---|"

@@ -16,7 +16,7 @@ data=$PWD/bench/data
 for tool in mender mender-artifact zstd; do
   command -v $tool >/dev/null || { echo "needs $tool (apt-get install mender-client mender-artifact zstd)" >&2; exit 1; }
 done
-[ -f "$data/rootfs-v2.ext4" ] || bash ../shared/bench/make-rootfs-pair.sh "$data" >/dev/null
+[ -f "$data/rootfs-v2.ext4" ] || bash bench/make-rootfs-pair.sh "$data" >/dev/null
 cargo build --release --locked --quiet -p aloftctl -p aloft-client
 cargo build --profile device --locked --quiet -p aloft-client
 aloftctl=$PWD/target/release/aloftctl

@@ -6,5 +6,7 @@
 # Ctrl-C stops everything. Extra arguments go to `aloft-server demo` (see --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --locked --quiet -p aloft-server -p aloft-client -p aloftctl
+# The first build takes a few minutes: cargo shows its progress.
+echo "building aloft-server, aloft and aloftctl (release; the first build takes a few minutes)..." >&2
+cargo build --release --locked -p aloft-server -p aloft-client -p aloftctl
 exec target/release/aloft-server demo "$@"

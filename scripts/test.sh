@@ -64,7 +64,7 @@ export RUSTC_BOOTSTRAP=1 # cargo-fuzz needs sanitizer flags; the stable toolchai
 corpus=fuzz/corpus/read_artifact
 mkdir -p "$corpus"
 cargo run --quiet --locked -p aloft-testkit --example write-hostile "$corpus"
-cp ../shared/testdata/mender-artifacts/*.mender "$corpus"/ 2>/dev/null || true
+cp testdata/mender-artifacts/*.mender "$corpus"/
 mkdir -p fuzz/corpus/daemon_answers
 cp fuzz/seeds/daemon_answers/* fuzz/corpus/daemon_answers/
 if [ "${FUZZ_SECONDS:-30}" -gt 0 ]; then
@@ -81,3 +81,10 @@ cargo test --workspace --locked
 
 step "schemathesis against the server's OpenAPI document (${SCHEMATHESIS_SECONDS:-60}s, no 5xx allowed)"
 ./scripts/schemathesis.sh
+
+step "the tests left the work tree as they found it"
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1 && [ -n "$(git status --porcelain)" ]; then
+  git status --porcelain >&2
+  echo "the files above were changed or left behind by the tests" >&2
+  exit 1
+fi

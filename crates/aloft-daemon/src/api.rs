@@ -1,4 +1,4 @@
-//! The device side of the Mender device API (`shared/reference/mender-device-protocol.md`).
+//! The device side of the Mender device API (`docs/reference/mender-device-protocol.md`).
 //!
 //! Owns: URLs, request signing, the token (in memory only, renewed on a 401 with one retry of
 //! the call), the v2 → v1 fallbacks of `next`, PUT → PATCH of the inventory, and the checks on

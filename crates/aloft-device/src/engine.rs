@@ -1138,7 +1138,23 @@ fn slot_from_cmdline(
         .find_map(|w| w.strip_prefix("root="))
         .ok_or_else(|| "no root= on the kernel command line".to_owned())?;
     let canon = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
-    let root = canon(std::path::Path::new(root));
+    // `PARTUUID=`, `PARTLABEL=` and `UUID=` name the links udev makes for them.
+    let named = [
+        ("PARTUUID=", "/dev/disk/by-partuuid/"),
+        ("PARTLABEL=", "/dev/disk/by-partlabel/"),
+        ("UUID=", "/dev/disk/by-uuid/"),
+    ]
+    .iter()
+    .find_map(|(prefix, dir)| {
+        let value = root.strip_prefix(prefix)?;
+        let value = if prefix.ends_with("UUID=") {
+            value.to_ascii_lowercase()
+        } else {
+            value.to_owned()
+        };
+        Some(format!("{dir}{value}"))
+    });
+    let root = canon(std::path::Path::new(named.as_deref().unwrap_or(root)));
     if root == canon(a) {
         Ok(SlotId::A)
     } else if root == canon(b) {
@@ -1204,5 +1220,26 @@ mod tests {
                 .contains("neither slot")
         );
         assert!(slot_from_cmdline("console=ttyS0", a, b).is_err());
+        // Names the kernel resolves through udev's links (no such links here: compared as paths).
+        let (pa, pb) = (
+            std::path::Path::new("/dev/disk/by-partuuid/a1f0e0c4-0000-4000-8000-000000000002"),
+            std::path::Path::new("/dev/disk/by-partuuid/a1f0e0c4-0000-4000-8000-000000000003"),
+        );
+        assert_eq!(
+            slot_from_cmdline(
+                &cmd("PARTUUID=A1F0E0C4-0000-4000-8000-000000000003"),
+                pa,
+                pb
+            ),
+            Ok(SlotId::B)
+        );
+        let (la, lb) = (
+            std::path::Path::new("/dev/disk/by-partlabel/rootfs-a"),
+            std::path::Path::new("/dev/disk/by-partlabel/rootfs-b"),
+        );
+        assert_eq!(
+            slot_from_cmdline(&cmd("PARTLABEL=rootfs-a"), la, lb),
+            Ok(SlotId::A)
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! Test helpers shared by the aloft crates: where the shared test vectors live, a raw artifact
+//! Test helpers shared by the aloft crates: where the test vectors live, a raw artifact
 //! crafter that can build any (also broken) member layout, and the named hostile fixtures.
 //!
 //! The crafter uses the `tar` crate on purpose: our own reader is then checked against an
@@ -9,18 +9,10 @@ pub mod hostile;
 
 use std::path::PathBuf;
 
-/// The `shared/` folder beside the repository (override with `ALOFT_SHARED`).
-pub fn shared_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("ALOFT_SHARED") {
-        return PathBuf::from(dir);
-    }
-    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    here.join("../../../shared")
-}
-
-/// `shared/testdata/mender-artifacts`: artifacts written by mender-artifact 3.9.
+/// `testdata/mender-artifacts` of this repository: artifacts written by mender-artifact 3.9,
+/// with their inputs, keys and expected contents (its README says how they were made).
 pub fn vectors_dir() -> PathBuf {
-    shared_dir().join("testdata/mender-artifacts")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/mender-artifacts")
 }
 
 /// A key file from the vectors' `keys/` folder, as text.

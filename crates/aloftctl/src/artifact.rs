@@ -46,7 +46,7 @@ pub(crate) fn run(command: ArtifactCommand) -> Result<()> {
 
 // ---- write ----
 
-fn write(kind: WriteKind) -> Result<()> {
+pub(crate) fn write(kind: WriteKind) -> Result<()> {
     let (common, mut writer) = match kind {
         WriteKind::RootfsImage {
             file,

@@ -28,6 +28,11 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// Bootable A/B disk images (the `mender-convert` of aloft).
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
     /// Simulated A/B devices in a folder, for trying aloft and for tests.
     Sim {
         #[command(subcommand)]
@@ -175,6 +180,75 @@ pub(crate) enum DeploymentsCommand {
         /// Deployment id.
         id: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ImageCommand {
+    /// A GPT disk image (EFI system partition with GRUB, root filesystems A and B, data) from a
+    /// root filesystem with a kernel and systemd; without root mounts or loop devices.
+    Build(Box<ImageBuild>),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ImageBuild {
+    /// The root filesystem: a folder, a tarball, or an ext4 image.
+    #[arg(long)]
+    pub(crate) rootfs: PathBuf,
+    /// The disk image to write.
+    #[arg(short = 'o', long)]
+    pub(crate) output: PathBuf,
+    /// Device type (also of the artifact).
+    #[arg(short = 't', long, default_value = "qemux86-64")]
+    pub(crate) device_type: String,
+    /// Artifact name of the system in the image.
+    #[arg(short = 'n', long)]
+    pub(crate) artifact_name: String,
+    /// Also write the matching rootfs-image artifact here.
+    #[arg(long)]
+    pub(crate) artifact: Option<PathBuf>,
+    /// Sign the artifact with this private key.
+    #[arg(short = 'k', long)]
+    pub(crate) key: Option<PathBuf>,
+    /// Compression of the artifact.
+    #[arg(long, value_enum, default_value_t = Codec::Gzip)]
+    pub(crate) compression: Codec,
+    /// Size of each root filesystem slot.
+    #[arg(long, default_value = "256M")]
+    pub(crate) slot_size: String,
+    /// Size of the EFI system partition.
+    #[arg(long, default_value = "32M")]
+    pub(crate) esp_size: String,
+    /// Size of the data partition.
+    #[arg(long, default_value = "128M")]
+    pub(crate) data_size: String,
+    /// The `aloft` binary to install (default: the tree's own /usr/bin/aloft, else the one
+    /// beside aloftctl; build it with `--profile device`).
+    #[arg(long)]
+    pub(crate) aloft: Option<PathBuf>,
+    /// Server URL for the daemon (without it no daemon runs: standalone installs only).
+    #[arg(long)]
+    pub(crate) server_url: Option<String>,
+    /// The server's certificate (PEM) the daemon trusts instead of the web PKI.
+    #[arg(long)]
+    pub(crate) server_cert: Option<PathBuf>,
+    /// Public key that artifacts must be signed with (repeat).
+    #[arg(long = "verify-key")]
+    pub(crate) verify_keys: Vec<PathBuf>,
+    /// Shell command that tells a new system healthy (exit 0) before it is committed.
+    #[arg(long)]
+    pub(crate) health_check: Option<String>,
+    /// The daemon's update poll interval in seconds (default: aloft's).
+    #[arg(long)]
+    pub(crate) poll_seconds: Option<u64>,
+    /// Extra kernel command line arguments.
+    #[arg(long, default_value = "")]
+    pub(crate) kernel_args: String,
+    /// Add a file: `SOURCE:/DESTINATION` (repeat).
+    #[arg(long = "file", value_name = "SOURCE:/DESTINATION")]
+    pub(crate) files: Vec<String>,
+    /// No progress lines.
+    #[arg(short, long)]
+    pub(crate) quiet: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -380,7 +454,7 @@ pub(crate) struct WriteCommon {
     pub(crate) no_progress: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub(crate) struct Versioning {
     /// Version value of the software provide (default: the artifact name).
     #[arg(long)]

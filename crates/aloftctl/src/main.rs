@@ -5,6 +5,7 @@
 
 mod artifact;
 mod cli;
+mod image;
 mod key;
 mod progress;
 mod remote;
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         cli::Command::Artifact { command } => artifact::run(*command),
         cli::Command::Key { command } => key::run(command),
+        cli::Command::Image { command } => image::run(command),
         cli::Command::Sim { command } => sim::run(command),
         cli::Command::Login {
             server,

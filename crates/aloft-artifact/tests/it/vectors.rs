@@ -1,4 +1,4 @@
-//! Every artifact mender-artifact 3.9 wrote in shared/testdata is read, and matches expected.json.
+//! Every artifact mender-artifact 3.9 wrote in testdata/mender-artifacts is read, and matches expected.json.
 
 use std::collections::BTreeMap;
 

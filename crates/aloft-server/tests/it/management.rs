@@ -1,5 +1,5 @@
 //! The management flows of `mender-cli` and the two Mender GitHub actions, replayed request
-//! by request, with the answers those tools expect (`../shared/reference/mender-management-api.md` §6).
+//! by request, with the answers those tools expect (`docs/reference/mender-management-api.md` §6).
 
 use base64::Engine as _;
 use serde_json::json;
