@@ -23,12 +23,25 @@ command -v chromium >/dev/null || need+=(chromium)
 command -v chromedriver >/dev/null || need+=(chromium-driver)
 command -v cc >/dev/null || need+=(build-essential)
 command -v pkg-config >/dev/null || need+=(pkg-config)
+# Real A/B devices: image tools and QEMU with UEFI firmware.
+command -v debootstrap >/dev/null || need+=(debootstrap)
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+[ -f /usr/share/OVMF/OVMF_CODE.fd ] || need+=(ovmf)
+[ -f /usr/lib/grub/x86_64-efi/linux.mod ] || need+=(grub-efi-amd64-bin)
+command -v mcopy >/dev/null || need+=(mtools)
+command -v mkfs.vfat >/dev/null || need+=(dosfstools)
+command -v sfdisk >/dev/null || need+=(fdisk)
 if ((${#need[@]})); then
   step "installing Debian packages: ${need[*]}"
   sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+
+# The virtual machines' Debian root filesystem is made in the background meanwhile.
+mkdir -p target/vm
+scripts/vm-rootfs.sh target/vm/rootfs.tar >target/vm/rootfs.log 2>&1 &
+rootfs_job=$!
 
 step "format"
 cargo fmt --all --check
@@ -77,7 +90,20 @@ fi
 unset RUSTC_BOOTSTRAP
 
 step "tests"
-cargo test --workspace --locked
+cargo test --workspace --locked -- --skip vm_
+
+step "real A/B devices in QEMU (aloftctl image build, GRUB, real reboots and power cuts)"
+cargo build --profile device --locked -p aloft-client
+if ! wait "$rootfs_job"; then
+  cat target/vm/rootfs.log >&2
+  exit 1
+fi
+export ALOFT_VM_ROOTFS=$PWD/target/vm/rootfs.tar ALOFT_VM_ALOFT=$PWD/target/device/aloft
+cargo test --locked -p aloft-server --test it vm_ -- --test-threads=2 2>&1 | tee target/vm/tests.log
+grep -q "test result: ok. 2 passed" target/vm/tests.log || { echo "the VM scenarios did not all run and pass" >&2; exit 1; }
+
+step "the device binary for aarch64 and armv7 (musl, static, --profile device), started under qemu-user"
+scripts/cross-build.sh
 
 step "schemathesis against the server's OpenAPI document (${SCHEMATHESIS_SECONDS:-60}s, no 5xx allowed)"
 ./scripts/schemathesis.sh

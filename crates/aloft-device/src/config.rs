@@ -138,6 +138,12 @@ pub struct Config {
     /// Shell command that decides whether a new system is healthy (exit 0) after a reboot.
     #[serde(default)]
     pub health_check: Option<String>,
+    /// Shell command that prints what a failed trial boot left (its journal, a panic kept by
+    /// pstore), run after the bootloader fell back; its output goes to the log, and so to the
+    /// deployment's log on the server. `ALOFT_UPDATE_BOOT_ID` names the boot that installed the
+    /// update. Default: none.
+    #[serde(default)]
+    pub failed_boot_log_command: Option<String>,
     /// Shell command that reboots the device.
     #[serde(default = "default_reboot_command")]
     pub reboot_command: String,

@@ -933,6 +933,7 @@ impl Device {
             (Decision::FellBack, _) => {
                 self.scripts()
                     .run_ignoring_failures("ArtifactFailure", When::Enter);
+                self.collect_failed_boot_log(&pending);
                 let reason = format!(
                     "the new slot {} did not boot: the bootloader fell back to slot {}",
                     pending.to_slot.expect("rootfs update"),
@@ -1046,6 +1047,33 @@ impl Device {
         };
         state::save(&self.installed_path(), &installed)?;
         Ok(())
+    }
+
+    /// Rollback forensics: after the bootloader fell back, what the failed boot left (its
+    /// journal, a kernel panic kept by pstore) is read by the configured command and logged,
+    /// so that it reaches the deployment's log. `ALOFT_UPDATE_BOOT_ID` names the boot that
+    /// installed the update: the failed boots are the ones after it.
+    fn collect_failed_boot_log(&self, pending: &Pending) {
+        let Some(cmd) = &self.config.failed_boot_log_command else {
+            return;
+        };
+        let out = crate::process::run_limited(
+            Command::new("sh")
+                .arg("-c")
+                .arg(cmd)
+                .env("ALOFT_UPDATE_BOOT_ID", &pending.boot_id),
+            crate::process::Collect::Stdout,
+            Duration::from_secs(60),
+        );
+        match out {
+            Ok((_, text)) if !text.is_empty() => {
+                for line in String::from_utf8_lossy(&text).lines().take(400) {
+                    tracing::warn!("failed boot: {line}");
+                }
+            }
+            Ok(_) => tracing::warn!("the failed boot left no log (it stopped before its journal)"),
+            Err(e) => tracing::warn!(error = %e, "cannot read what the failed boot left"),
+        }
     }
 
     fn health_check(&self) -> Result<(), String> {

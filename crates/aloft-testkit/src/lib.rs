@@ -6,6 +6,7 @@
 
 pub mod craft;
 pub mod hostile;
+pub mod vm;
 
 use std::path::PathBuf;
 

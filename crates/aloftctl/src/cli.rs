@@ -194,9 +194,9 @@ pub(crate) struct ImageBuild {
     /// The root filesystem: a folder, a tarball, or an ext4 image.
     #[arg(long)]
     pub(crate) rootfs: PathBuf,
-    /// The disk image to write.
-    #[arg(short = 'o', long)]
-    pub(crate) output: PathBuf,
+    /// The disk image to write (without it, only the artifact is made: an update).
+    #[arg(short = 'o', long, required_unless_present = "artifact")]
+    pub(crate) output: Option<PathBuf>,
     /// Device type (also of the artifact).
     #[arg(short = 't', long, default_value = "qemux86-64")]
     pub(crate) device_type: String,

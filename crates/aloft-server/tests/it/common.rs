@@ -87,6 +87,11 @@ impl TestApp {
     }
 
     pub(crate) fn start_with(settings: Settings) -> Self {
+        Self::start_on("127.0.0.1:0".parse().unwrap(), settings)
+    }
+
+    /// On a given address (for a public URL that names its port).
+    pub(crate) fn start_on(listen: SocketAddr, settings: Settings) -> Self {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -104,7 +109,7 @@ impl TestApp {
             .block_on(server::start(
                 ServeOptions {
                     data_dir: data,
-                    listen: "127.0.0.1:0".parse().unwrap(),
+                    listen,
                     public_url: settings.public_url.clone(),
                     tls_cert: None,
                     tls_key: None,

@@ -257,7 +257,7 @@ pub(crate) fn final_status(app: &TestApp, deployment: &str, device: &str, secs: 
     })
 }
 
-fn device_log(app: &TestApp, deployment: &str, device: &str) -> String {
+pub(crate) fn device_log(app: &TestApp, deployment: &str, device: &str) -> String {
     app.get(&format!(
         "/api/management/v1/deployments/deployments/{deployment}/devices/{device}/log"
     ))

@@ -10,3 +10,4 @@ mod hostile;
 mod hostile_server;
 mod management;
 mod mender_client;
+mod vm;

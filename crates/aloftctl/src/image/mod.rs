@@ -80,7 +80,12 @@ fn build(a: &crate::cli::ImageBuild) -> Result<()> {
     tools::require()?;
     let source = rootfs::detect(&a.rootfs)?;
 
-    let out_dir = match a.output.parent() {
+    let first_output = a
+        .output
+        .as_ref()
+        .or(a.artifact.as_ref())
+        .context("no output")?;
+    let out_dir = match first_output.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
     };
@@ -134,6 +139,10 @@ fn build(a: &crate::cli::ImageBuild) -> Result<()> {
     steps.say(&format!("making the slot filesystem ({} MiB)", slot >> 20));
     let slot_img = work.path().join("rootfs.ext4");
     mke2fs(&slot_img, slot, Some(&tree), "rootfs")?;
+    if a.output.is_none() {
+        write_artifact(a, &slot_img, &steps)?;
+        return Ok(());
+    }
     let data_tree = work.path().join("data-tree");
     fs_err::create_dir_all(data_tree.join("aloft"))?;
     fs_err::create_dir_all(data_tree.join("journal"))?;
@@ -165,39 +174,46 @@ fn build(a: &crate::cli::ImageBuild) -> Result<()> {
     }
     fs_err::File::open(&disk)?.sync_all()?;
 
-    if let Some(out) = &a.artifact {
-        steps.say(&format!("writing the artifact {}", out.display()));
-        crate::artifact::write(WriteKind::RootfsImage {
-            file: slot_img.clone(),
-            common: WriteCommon {
-                name: a.artifact_name.clone(),
-                device_types: vec![a.device_type.clone()],
-                output: out.clone(),
-                key: a.key.clone(),
-                compression: a.compression,
-                level: None,
-                provides: Vec::new(),
-                depends: Vec::new(),
-                clears: Vec::new(),
-                depends_names: Vec::new(),
-                group: None,
-                depends_groups: Vec::new(),
-                scripts: Vec::new(),
-                no_progress: a.quiet,
-            },
-            software: crate::cli::Versioning::default(),
-            no_checksum_provide: false,
-        })?;
-    }
-    fs_err::rename(&disk, &a.output)?;
+    write_artifact(a, &slot_img, &steps)?;
+    let output = a.output.as_ref().context("no output")?;
+    fs_err::rename(&disk, output)?;
     steps.say(&format!(
         "wrote {} ({} MiB; slots of {} MiB, boots slot A: {})",
-        a.output.display(),
+        output.display(),
         disk_size >> 20,
         slot >> 20,
         a.artifact_name
     ));
     Ok(())
+}
+
+/// The rootfs-image artifact of the slot filesystem, when asked for.
+fn write_artifact(a: &crate::cli::ImageBuild, slot_img: &Path, steps: &Steps) -> Result<()> {
+    let Some(out) = &a.artifact else {
+        return Ok(());
+    };
+    steps.say(&format!("writing the artifact {}", out.display()));
+    crate::artifact::write(WriteKind::RootfsImage {
+        file: slot_img.to_owned(),
+        common: WriteCommon {
+            name: a.artifact_name.clone(),
+            device_types: vec![a.device_type.clone()],
+            output: out.clone(),
+            key: a.key.clone(),
+            compression: a.compression,
+            level: None,
+            provides: Vec::new(),
+            depends: Vec::new(),
+            clears: Vec::new(),
+            depends_names: Vec::new(),
+            group: None,
+            depends_groups: Vec::new(),
+            scripts: Vec::new(),
+            no_progress: a.quiet,
+        },
+        software: crate::cli::Versioning::default(),
+        no_checksum_provide: false,
+    })
 }
 
 /// A binary installed beside this one (`aloft` next to `aloftctl`).

@@ -183,6 +183,10 @@ pub(crate) fn config_toml(s: &Settings) -> String {
     let _ = writeln!(t, "data_dir = {DATA_DIR:?}");
     let _ = writeln!(t, "artifact_info_file = \"/etc/mender/artifact_info\"");
     let _ = writeln!(t, "reboot_command = \"systemctl reboot\"");
+    let _ = writeln!(
+        t,
+        "failed_boot_log_command = \"/usr/share/aloft/failed-boot-log\""
+    );
     if !s.verify_keys.is_empty() {
         let keys: Vec<String> = (0..s.verify_keys.len())
             .map(|i| format!("\"/etc/aloft/keys/{i}.pem\""))
@@ -262,6 +266,32 @@ echo \"kernel=$(uname -r)\"
 . /etc/os-release 2>/dev/null && echo \"os=$PRETTY_NAME\"
 ";
 
+const FAILED_BOOT_LOG: &str = "#!/bin/sh
+# Rollback forensics, run by aloft after the bootloader fell back from a new slot: what the
+# boots after the update's install (ALOFT_UPDATE_BOOT_ID) logged before they died, from the
+# journal on the data partition, and a kernel panic if pstore kept one.
+install=$(printf '%s' \"$ALOFT_UPDATE_BOOT_ID\" | tr -d '-')
+now=$(tr -d '-' < /proc/sys/kernel/random/boot_id)
+after=0
+for boot in $(journalctl -m --list-boots --no-pager -q 2>/dev/null | awk '{print $2}'); do
+  if [ \"$boot\" = \"$install\" ]; then after=1; continue; fi
+  [ \"$boot\" = \"$now\" ] && break
+  [ $after = 1 ] || continue
+  echo \"journal of the failed boot $boot:\"
+  journalctl -m -b \"$boot\" --no-pager -q -o short-monotonic -n 60
+done
+for f in /sys/fs/pstore/dmesg-*; do
+  [ -e \"$f\" ] || continue
+  echo \"kernel log kept by pstore ($f):\"
+  tail -n 40 \"$f\"
+done
+";
+
+/// The journal waits for the data partition, where it is kept.
+const JOURNAL_FLUSH_DROPIN: &str = "[Unit]
+RequiresMountsFor=/data
+";
+
 const FSTAB: &str = "# aloft A/B layout: the root filesystem is the slot GRUB booted (root= on the kernel command line).
 PARTLABEL=esp   /boot/efi  vfat  defaults,umask=0077  0 2
 PARTLABEL=data  /data      ext4  defaults             0 2
@@ -309,6 +339,16 @@ pub(crate) fn install(tree: &Path, s: &Settings) -> Result<()> {
         0o644,
     )?;
     put("usr/share/aloft/identity", IDENTITY.as_bytes(), 0o755)?;
+    put(
+        "usr/share/aloft/failed-boot-log",
+        FAILED_BOOT_LOG.as_bytes(),
+        0o755,
+    )?;
+    put(
+        "etc/systemd/system/systemd-journal-flush.service.d/aloft.conf",
+        JOURNAL_FLUSH_DROPIN.as_bytes(),
+        0o644,
+    )?;
     put(
         "usr/share/aloft/inventory/mender-inventory-aloft",
         INVENTORY.as_bytes(),
