@@ -18,7 +18,7 @@ trap 'rm -rf "$work"' EXIT
 t=$work/tree
 echo "debootstrap of Debian bookworm (a few minutes)..."
 debootstrap --variant=minbase \
-  --include=systemd,systemd-sysv,udev,linux-image-cloud-amd64,initramfs-tools,iproute2,e2fsprogs \
+  --include=systemd,systemd-sysv,udev,linux-image-cloud-amd64,initramfs-tools,iproute2,e2fsprogs,curl \
   bookworm "$t" "$mirror" >"$work/debootstrap.log" 2>&1 || { tail -n 20 "$work/debootstrap.log" >&2; exit 1; }
 
 # No trace of the mirror, no package caches, no documentation.

@@ -95,7 +95,11 @@ fn main() -> ExitCode {
             .with(aloft_daemon::journal::LogLayer)
             .init();
     } else {
-        registry.with(fmt.without_time()).init();
+        // `resume` at boot also writes into the log of the daemon's deployment (below).
+        registry
+            .with(fmt.without_time())
+            .with(aloft_daemon::journal::LogLayer)
+            .init();
     }
     match run(cli) {
         Ok(code) => code,
@@ -140,6 +144,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
         _ => {}
     }
     let daemon_dir = config.data_dir.join("daemon");
+    // What the boot-time resume finds (a fallback, the failed boot's forensics) belongs to the
+    // log of the deployment the daemon is working on, which the server gets after a failure.
+    if matches!(cli.command, Cmd::Resume { .. })
+        && config.daemon.is_some()
+        && daemon_dir.join("deployment.json").exists()
+    {
+        aloft_daemon::journal::start_log(&daemon_dir.join("deployment.log"), false);
+    }
     let device = Device::open(config)
         .with_context(|| format!("cannot open the device of {}", path.display()))?;
     let mut out = std::io::stdout().lock();
