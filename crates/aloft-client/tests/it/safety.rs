@@ -25,6 +25,28 @@ fn wait_for_holder(dev: &Dev, what: &str) {
     }
 }
 
+/// `aloft install -` fed with the first `part` bytes of `bytes`, holding the lock (it waits for
+/// the rest); returns the process and its standard input.
+fn stalled_install(
+    dev: &Dev,
+    bytes: &[u8],
+    part: usize,
+) -> (std::process::Child, std::process::ChildStdin) {
+    let mut install = Command::new(env!("CARGO_BIN_EXE_aloft"))
+        .arg("--config")
+        .arg(&dev.config)
+        .args(["install", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = install.stdin.take().unwrap();
+    stdin.write_all(&bytes[..part]).unwrap();
+    wait_for_holder(dev, "install");
+    (install, stdin)
+}
+
 #[test]
 fn nothing_else_acts_on_the_device_while_an_install_writes_its_slot() {
     let dev = Dev::new(SimBootloader::Grub);
@@ -47,18 +69,7 @@ fn nothing_else_acts_on_the_device_while_an_install_writes_its_slot() {
     let before_b = dev.slot("b");
 
     // An install that reads its artifact from a pipe we fill slowly: it holds the lock.
-    let mut install = Command::new(env!("CARGO_BIN_EXE_aloft"))
-        .arg("--config")
-        .arg(&dev.config)
-        .args(["install", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = install.stdin.take().unwrap();
-    stdin.write_all(&bytes[..bytes.len() / 2]).unwrap();
-    wait_for_holder(&dev, "install");
+    let (install, mut stdin) = stalled_install(&dev, &bytes, bytes.len() / 2);
 
     for (args, what) in [
         (vec!["commit"], "commit"),
@@ -121,17 +132,7 @@ fn a_lock_left_by_a_killed_process_does_not_block() {
         Compression::None,
     );
     let bytes = std::fs::read(&art).unwrap();
-    let mut install = Command::new(env!("CARGO_BIN_EXE_aloft"))
-        .arg("--config")
-        .arg(&dev.config)
-        .args(["install", "-"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = install.stdin.take().unwrap();
-    stdin.write_all(&bytes[..bytes.len() / 3]).unwrap();
-    wait_for_holder(&dev, "install");
+    let (mut install, _stdin) = stalled_install(&dev, &bytes, bytes.len() / 3);
     install.kill().unwrap();
     install.wait().unwrap();
     // The next holder judges the writer dead (it holds the lock) and drops its update.
