@@ -273,12 +273,12 @@ const FAILED_BOOT_LOG: &str = "#!/bin/sh
 install=$(printf '%s' \"$ALOFT_UPDATE_BOOT_ID\" | tr -d '-')
 now=$(tr -d '-' < /proc/sys/kernel/random/boot_id)
 after=0
-for boot in $(journalctl -m --list-boots --no-pager -q 2>/dev/null | awk '{print $2}'); do
+for boot in $(journalctl -D /var/log/journal --list-boots --no-pager -q 2>/dev/null | awk '{print $2}'); do
   if [ \"$boot\" = \"$install\" ]; then after=1; continue; fi
   [ \"$boot\" = \"$now\" ] && break
   [ $after = 1 ] || continue
   echo \"journal of the failed boot $boot:\"
-  journalctl -m -b \"$boot\" --no-pager -q -o short-monotonic -n 60
+  journalctl -D /var/log/journal -b \"$boot\" --no-pager -q -o short-monotonic -n 60
 done
 for f in /sys/fs/pstore/dmesg-*; do
   [ -e \"$f\" ] || continue
