@@ -2,6 +2,7 @@
 //! compatibility in both directions.
 
 mod cli;
+mod image;
 mod mender;
 
 use std::path::{Path, PathBuf};
