@@ -99,7 +99,7 @@ if ! wait "$rootfs_job"; then
   exit 1
 fi
 export ALOFT_VM_ROOTFS=$PWD/target/vm/rootfs.tar ALOFT_VM_ALOFT=$PWD/target/device/aloft
-cargo test --locked -p aloft-server --test it vm_ -- --test-threads=2 2>&1 | tee target/vm/tests.log
+cargo test --locked -p aloft-server --test it vm_ -- --test-threads=2 --nocapture 2>&1 | tee target/vm/tests.log
 grep -q "test result: ok. 2 passed" target/vm/tests.log || { echo "the VM scenarios did not all run and pass" >&2; exit 1; }
 
 step "the device binary for aarch64 and armv7 (musl, static, --profile device), started under qemu-user"
