@@ -315,35 +315,32 @@ impl DaemonConfig {
     pub fn max_download(&self) -> Result<Option<u64>, String> {
         self.max_download_size
             .as_deref()
-            .map(|s| parse_size(s).ok_or_else(|| format!("max_download_size {s:?} is not a size")))
+            .map(|v| size_key("max_download_size", v))
             .transpose()
     }
 
     /// The space a download leaves free.
     pub fn reserve(&self) -> Result<u64, String> {
-        parse_size(&self.download_reserve)
-            .ok_or_else(|| format!("download_reserve {:?} is not a size", self.download_reserve))
+        size_key("download_reserve", &self.download_reserve)
     }
 
     /// The lowest download speed in bytes per second (0: no limit).
     pub fn min_rate(&self) -> Result<u64, String> {
-        parse_size(&self.download_min_rate).ok_or_else(|| {
-            format!(
-                "download_min_rate {:?} is not a size",
-                self.download_min_rate
-            )
-        })
+        size_key("download_min_rate", &self.download_min_rate)
     }
 
     /// The download limit in bytes per second, if any.
     pub fn rate_limit(&self) -> Result<Option<u64>, String> {
         self.download_rate_limit
             .as_deref()
-            .map(|s| {
-                parse_size(s).ok_or_else(|| format!("download_rate_limit {s:?} is not a size"))
-            })
+            .map(|v| size_key("download_rate_limit", v))
             .transpose()
     }
+}
+
+/// The size in `value` of the key `name`, or the error that names both.
+fn size_key(name: &str, value: &str) -> Result<u64, String> {
+    parse_size(value).ok_or_else(|| format!("{name} {value:?} is not a size"))
 }
 
 /// Parses a size like `64M`, `1G`, `512K` or `4096`.

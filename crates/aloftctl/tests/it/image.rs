@@ -73,23 +73,12 @@ fn an_image_has_the_ab_layout_grub_and_the_artifact() {
         assert!(table.contains(&format!("name=\"{name}\"")), "{table}");
     }
     // The GRUB environment on the ESP, read back with the real tools: slot A, no trial.
-    let env = dir.path().join("grubenv");
-    let image = format!("{}@@1M", disk.display());
-    let copied = Command::new("mcopy")
-        .args(["-n", "-i", &image, "::/grub/grubenv"])
-        .arg(&env)
-        .status()
-        .unwrap();
-    assert!(copied.success());
-    let vars = Command::new("grub-editenv")
-        .arg(&env)
-        .arg("list")
-        .output()
-        .unwrap();
-    let vars = String::from_utf8_lossy(&vars.stdout).into_owned();
+    let vars = aloft_testkit::vm::grubenv_of_image(&disk, 1 << 20, dir.path());
+    let vars: Vec<String> = vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
     for line in ["mender_boot_part=2", "upgrade_available=0", "bootcount=0"] {
-        assert!(vars.lines().any(|l| l == line), "{vars}");
+        assert!(vars.iter().any(|l| l == line), "{vars:?}");
     }
+    let image = format!("{}@@1M", disk.display());
     let listed = Command::new("mdir")
         .args(["-b", "-i", &image, "::/EFI/BOOT"])
         .output()
@@ -108,22 +97,18 @@ fn an_image_has_the_ab_layout_grub_and_the_artifact() {
     let out = aloftctl(&["artifact", "cat", art.to_str().unwrap(), "rootfs.ext4"]);
     std::io::Write::write_all(&mut f, &out.stdout).unwrap();
     drop(f);
-    let cat = |path: &str| {
+    let debugfs = |request: &str| {
         let o = Command::new("debugfs")
-            .args(["-R", &format!("cat {path}")])
+            .args(["-R", request])
             .arg(&rootfs)
             .output()
             .unwrap();
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
+    let cat = |path: &str| debugfs(&format!("cat {path}"));
     assert!(cat("/etc/aloft/aloft.toml").contains("server_url = \"https://10.0.2.2:8443\""));
     assert!(cat("/etc/mender/artifact_info").contains("artifact_name=release-1"));
-    let link = Command::new("debugfs")
-        .args(["-R", "stat /boot/vmlinuz"])
-        .arg(&rootfs)
-        .output()
-        .unwrap();
-    let link = String::from_utf8_lossy(&link.stdout).into_owned();
+    let link = debugfs("stat /boot/vmlinuz");
     assert!(
         link.contains("vmlinuz-6.1.0-10-amd64"),
         "the newest kernel is linked: {link}"
