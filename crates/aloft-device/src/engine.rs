@@ -19,6 +19,9 @@ use aloft_artifact::{
 use serde::Serialize;
 
 use crate::boot::EnvError;
+
+/// The payload type of delta updates, applied natively (see [`crate::delta`]).
+pub const DELTA_PAYLOAD_TYPE: &str = aloft_delta::PAYLOAD_TYPE;
 use crate::boot::control::{BootControl, SlotId};
 use crate::boot::grub::GrubEnv;
 use crate::boot::uboot::UbootEnv;
@@ -418,7 +421,7 @@ impl Device {
         let installed = self.installed()?;
         self.check_compatible(&info, &installed)?;
         let payload = &info.payloads[0];
-        let mut pending = Pending {
+        let pending = Pending {
             phase: Phase::Installing,
             artifact_name: info.name.clone(),
             artifact_group: info.group.clone(),
@@ -444,6 +447,21 @@ impl Device {
                 state::save(&self.state_path(), &persisted)?;
                 Ok(InstallResult::Committed)
             }
+            PayloadType::RootfsImage => {
+                self.install_rootfs(reader, &info, pending, persisted, progress, None)
+            }
+            PayloadType::Module(t) if t == DELTA_PAYLOAD_TYPE => {
+                let described = aloft_delta::Description::from_meta(payload.meta_data.as_ref())
+                    .map_err(|e| DeviceError::Incompatible(e.to_string()))?;
+                self.install_rootfs(
+                    reader,
+                    &info,
+                    pending,
+                    persisted,
+                    progress,
+                    Some(&described),
+                )
+            }
             PayloadType::Module(t) => {
                 let module = self.module(t)?;
                 self.scripts()
@@ -453,54 +471,76 @@ impl Device {
                 state::save(&self.state_path(), &persisted)?;
                 self.install_module(reader, &info, &installed, pending, &module, before_commit)
             }
-            PayloadType::RootfsImage => {
-                let boot = self.boot()?;
-                let slots = self.config.slots.as_ref().expect("boot implies slots");
-                let from = self.booted_slot()?;
-                let to = from.other();
-                let device = match to {
-                    SlotId::A => slots.a.device.clone(),
-                    SlotId::B => slots.b.device.clone(),
-                };
-                self.scripts()
-                    .store_artifact_scripts(&info.scripts)
-                    .map_err(Self::io("cannot store the state scripts"))?;
-                pending.from_slot = Some(from);
-                pending.to_slot = Some(to);
-                persisted.pending = Some(pending.clone());
-                state::save(&self.state_path(), &persisted)?;
-                if let Err(reason) = self.scripts().run("ArtifactInstall", When::Enter) {
-                    return Err(self.fail_install(&pending, "ArtifactInstall", &reason));
-                }
-                let written = reader.read_payloads(|file| {
+        }
+    }
+
+    /// An A/B update: the image (or the delta against the running slot, when `delta` holds
+    /// its signed description) into the inactive slot, read back, then the slot is armed.
+    fn install_rootfs<R: Read + Send>(
+        &self,
+        reader: ArtifactReader<R>,
+        info: &ArtifactInfo,
+        mut pending: Pending,
+        mut persisted: Persisted,
+        progress: &mut dyn FnMut(u64, u64),
+        delta: Option<&aloft_delta::Description>,
+    ) -> Result<InstallResult> {
+        let boot = self.boot()?;
+        let slots = self.config.slots.as_ref().expect("boot implies slots");
+        let from = self.booted_slot()?;
+        let to = from.other();
+        let device_of = |s: SlotId| match s {
+            SlotId::A => slots.a.device.clone(),
+            SlotId::B => slots.b.device.clone(),
+        };
+        let (device, running) = (device_of(to), device_of(from));
+        self.scripts()
+            .store_artifact_scripts(&info.scripts)
+            .map_err(Self::io("cannot store the state scripts"))?;
+        pending.from_slot = Some(from);
+        pending.to_slot = Some(to);
+        persisted.pending = Some(pending.clone());
+        state::save(&self.state_path(), &persisted)?;
+        if let Err(reason) = self.scripts().run("ArtifactInstall", When::Enter) {
+            return Err(self.fail_install(&pending, "ArtifactInstall", &reason));
+        }
+        let record = self.config.data_dir.join("delta.json");
+        let written = reader.read_payloads(|file| {
+            match delta {
+                None => {
+                    // The slot is about to change: a cut-short delta's progress no longer holds.
+                    crate::delta::forget(&record);
                     let size = file.size();
                     let expected = file.expected_sha256();
                     slot::write_image(&device, file, size, expected, &mut |n| progress(n, size))?;
-                    Ok(())
-                });
-                if let Err(e) = written {
-                    let reason = format!(
-                        "installing into slot {to} failed: {}",
-                        aloft_artifact::error_chain(&e)
-                    );
-                    self.fail_install(&pending, "ArtifactInstall", &reason);
-                    return Err(e.into());
                 }
-                if let Err(reason) = self.scripts().run("ArtifactInstall", When::Leave) {
-                    return Err(self.fail_install(&pending, "ArtifactInstall", &reason));
+                Some(described) => {
+                    crate::delta::apply(&device, &running, &record, file, described, progress)?;
                 }
-                // Write-ahead: record the phase, then arm (idempotent, redone if cut here).
-                pending.phase = Phase::Installed;
-                persisted.pending = Some(pending.clone());
-                state::save(&self.state_path(), &persisted)?;
-                boot.try_slot(to)?;
-                if let Err(reason) = self.scripts().run("ArtifactReboot", When::Enter) {
-                    boot.revert(from)?;
-                    return Err(self.fail_install(&pending, "ArtifactReboot", &reason));
-                }
-                Ok(InstallResult::RebootRequired)
             }
+            Ok(())
+        });
+        if let Err(e) = written {
+            let reason = format!(
+                "installing into slot {to} failed: {}",
+                aloft_artifact::error_chain(&e)
+            );
+            self.fail_install(&pending, "ArtifactInstall", &reason);
+            return Err(e.into());
         }
+        if let Err(reason) = self.scripts().run("ArtifactInstall", When::Leave) {
+            return Err(self.fail_install(&pending, "ArtifactInstall", &reason));
+        }
+        // Write-ahead: record the phase, then arm (idempotent, redone if cut here).
+        pending.phase = Phase::Installed;
+        persisted.pending = Some(pending.clone());
+        state::save(&self.state_path(), &persisted)?;
+        boot.try_slot(to)?;
+        if let Err(reason) = self.scripts().run("ArtifactReboot", When::Enter) {
+            boot.revert(from)?;
+            return Err(self.fail_install(&pending, "ArtifactReboot", &reason));
+        }
+        Ok(InstallResult::RebootRequired)
     }
 
     fn module(&self, payload_type: &str) -> Result<Module> {
@@ -1124,6 +1164,26 @@ impl Device {
             pending_artifact: persisted.pending.map(|p| p.artifact_name),
             last: persisted.last,
         })
+    }
+
+    /// The payload types this device installs: `rootfs-image` and delta payloads when it has
+    /// A/B slots, and every Update Module in its modules folder (Mender's `update_modules`).
+    pub fn update_modules(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.config.slots.is_some() {
+            out.push("rootfs-image".to_owned());
+            out.push(DELTA_PAYLOAD_TYPE.to_owned());
+        }
+        if let Ok(entries) = std::fs::read_dir(&self.config.modules_dir) {
+            let mut names: Vec<String> = entries
+                .filter_map(Result::ok)
+                .filter(|e| e.path().is_file())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect();
+            names.sort();
+            out.extend(names);
+        }
+        out
     }
 
     /// Stored provides, with `artifact_name` and `artifact_group`, as `show-provides` prints.

@@ -12,6 +12,7 @@
 pub mod boot;
 pub mod config;
 mod crash;
+pub mod delta;
 pub mod engine;
 pub mod fetch;
 pub mod lock;

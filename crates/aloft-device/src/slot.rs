@@ -106,7 +106,12 @@ pub fn write_image(
     }
     slot.sync_all().map_err(io_err(path))?;
     drop(slot);
+    verify(path, size, expected)
+}
 
+/// Reads the first `size` bytes of the slot back and compares their SHA-256 with `expected`.
+pub fn verify(path: &Path, size: u64, expected: [u8; 32]) -> Result<(), SlotError> {
+    let mut buf = vec![0u8; 1 << 20];
     let mut check = File::open(path).map_err(io_err(path))?.take(size);
     let mut hasher = Sha256::new();
     loop {

@@ -59,6 +59,7 @@ pub struct Keys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     url_secret: Vec<u8>,
+    fingerprint: String,
 }
 
 impl Keys {
@@ -102,11 +103,22 @@ impl Keys {
             .verifying_key()
             .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
             .context("encoding the token public key")?;
+        // Names the keys without revealing them: the public key and a hash of the secret.
+        let mut h = Sha256::new();
+        h.update(public.as_bytes());
+        h.update(Sha256::digest(&url_secret));
+        let fingerprint = hex::encode(&h.finalize()[..8]);
         Ok(Self {
             encoding: EncodingKey::from_ed_pem(pem.as_bytes()).context("token key")?,
             decoding: DecodingKey::from_ed_pem(public.as_bytes()).context("token public key")?,
             url_secret,
+            fingerprint,
         })
+    }
+
+    /// A short name of the token key and URL secret, equal on replicas that share them.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 
     /// Signs claims into a compact JWT.

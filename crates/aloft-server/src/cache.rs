@@ -1,10 +1,11 @@
 //! In-process caches that keep the hot device path (`next` polls) off the database, without
 //! weakening revocation: every cached answer carries the epoch it was made in, and any change
 //! that could alter it (a device token revoked, a deployment created or aborted) moves the
-//! epoch on, so the next request checks the store again.
+//! epoch on, so the next request checks the store again. Only the services (`crate::service`)
+//! move an epoch.
 //!
-//! Each server process has its own caches; with several replicas the epochs must move through
-//! the database instead (not built yet: one process is the supported setup).
+//! Each server process has its own caches; with several replicas the epochs also move when
+//! another replica's change arrives through the feed (`crate::cluster`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -13,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Beyond this many entries a map is simply cleared (polls refill it).
 const MAX_ENTRIES: usize = 200_000;
 /// How often a device's contact time is written at most.
-const CHECK_IN_EVERY_US: i64 = 30_000_000;
+pub(crate) const CHECK_IN_EVERY_US: i64 = 30_000_000;
 
 #[derive(Clone)]
 struct TokenEntry {
@@ -35,6 +36,9 @@ pub struct Caches {
     deployments: AtomicU64,
     tokens: Mutex<HashMap<String, TokenEntry>>,
     devices: Mutex<HashMap<String, DeviceEntry>>,
+    /// Contact times not written yet: flushed in one transaction every second
+    /// (`crate::server`), so that polls never wait on a write.
+    check_ins: Mutex<HashMap<String, i64>>,
 }
 
 fn insert_bounded<V>(map: &mut HashMap<String, V>, k: String, v: V) {
@@ -145,6 +149,25 @@ impl Caches {
     }
 }
 
+impl Caches {
+    /// Notes a device's contact at `now_us`, for the next [`Caches::take_check_ins`].
+    pub fn note_check_in(&self, device_id: &str, now_us: i64) {
+        if let Ok(mut map) = self.check_ins.lock() {
+            let latest = map.get(device_id).map_or(now_us, |t| (*t).max(now_us));
+            // Bounded like the other maps: an overflow loses contact times, never memory.
+            insert_bounded(&mut map, device_id.to_owned(), latest);
+        }
+    }
+
+    /// The contacts noted since the last call, to be written.
+    pub fn take_check_ins(&self) -> Vec<(String, i64)> {
+        self.check_ins
+            .lock()
+            .map(|mut m| m.drain().collect())
+            .unwrap_or_default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Caches;
@@ -170,5 +193,12 @@ mod tests {
         assert!(c.check_in_due("d", 100_000_000));
         assert!(!c.check_in_due("d", 100_000_001));
         assert!(c.check_in_due("d", 140_000_000));
+        c.note_check_in("d", 2);
+        c.note_check_in("d", 1);
+        c.note_check_in("e", 3);
+        let mut taken = c.take_check_ins();
+        taken.sort();
+        assert_eq!(taken, [("d".to_owned(), 2), ("e".to_owned(), 3)]);
+        assert!(c.take_check_ins().is_empty());
     }
 }

@@ -40,6 +40,18 @@ pub struct DemoOptions {
     pub pending: usize,
     /// Seconds between the devices' update checks.
     pub poll_seconds: u64,
+    /// Each device's download speed limit (`"150K"`: a phase takes about a minute).
+    pub download_rate: Option<String>,
+    /// Start a phased rollout of the root filesystem at once (with a device that fails).
+    pub rollout: Option<DemoRollout>,
+}
+
+/// The rollout the demo starts: a canary phase, a quarter, the rest; advanced once a phase
+/// succeeded for the soak; paused by the failure of a device broken on purpose in phase 2.
+#[derive(Debug, Clone, Copy)]
+pub struct DemoRollout {
+    /// Seconds a phase's success must hold before the next opens.
+    pub soak_seconds: u64,
 }
 
 /// A running demo.
@@ -56,6 +68,8 @@ pub struct Demo {
     pub artifacts: Vec<String>,
     /// Devices accepted, devices pending.
     pub accepted: usize,
+    /// The rollout started, in words, when one was.
+    pub rollout: Option<String>,
 }
 
 fn random_password() -> String {
@@ -158,6 +172,21 @@ impl Client {
         Ok(serde_json::from_str(&text)?)
     }
 
+    fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let text = self
+            .agent
+            .post(&format!("{}{path}", self.base))
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .send_json(body)?
+            .body_mut()
+            .read_to_string()?;
+        Ok(if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text)?
+        })
+    }
+
     fn accept(&self, device: &str, auth_set: &str) -> anyhow::Result<()> {
         self.agent
             .put(&format!(
@@ -210,8 +239,15 @@ esac\n";
 fn make_artifacts(ctl: &Path, dir: &Path) -> anyhow::Result<Vec<(PathBuf, String, String)>> {
     std::fs::create_dir_all(dir)?;
     let image = dir.join("demo-rootfs-2.img");
+    // Incompressible, so that a paced download takes its time (xorshift noise).
     let mut data = b"aloft demo root filesystem, release 2\n".to_vec();
-    data.resize(8 << 20, 0);
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    data.extend((0..(8usize << 20) - data.len()).map(|_| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x.to_le_bytes()[0]
+    }));
     std::fs::write(&image, &data)?;
     let rootfs = dir.join("demo-rootfs-2.mender");
     run(Command::new(ctl)
@@ -259,6 +295,7 @@ fn make_device(
     url: &str,
     cert: &Path,
     poll: u64,
+    rate: Option<&str>,
 ) -> anyhow::Result<Child> {
     run(Command::new(ctl)
         .args(["sim", "create"])
@@ -274,7 +311,12 @@ fn make_device(
         .args(["--poll-seconds", &poll.to_string()]))?;
     let toml_path = dir.join("aloft.toml");
     let toml = std::fs::read_to_string(&toml_path)?;
-    std::fs::write(&toml_path, format!("modules_dir = \"modules\"\n{toml}"))?;
+    // `[daemon]` is the file's last table: the limit lands in it.
+    let limit = rate.map_or(String::new(), |r| format!("download_rate_limit = {r:?}\n"));
+    std::fs::write(
+        &toml_path,
+        format!("modules_dir = \"modules\"\n{toml}{limit}"),
+    )?;
     std::fs::create_dir_all(dir.join("modules"))?;
     let module = dir.join("modules/demo-app");
     std::fs::write(&module, DEMO_MODULE)?;
@@ -312,6 +354,7 @@ impl Demo {
                 public_url: None,
                 tls_cert: None,
                 tls_key: None,
+                database_url: None,
             },
             Settings::default(),
         )
@@ -325,7 +368,7 @@ impl Demo {
         })
         .await?;
         match prepared {
-            Ok((children, artifacts, accepted)) => Ok(Self {
+            Ok((children, artifacts, accepted, rollout)) => Ok(Self {
                 running,
                 children,
                 url,
@@ -333,6 +376,7 @@ impl Demo {
                 cert,
                 artifacts,
                 accepted,
+                rollout,
             }),
             Err(e) => {
                 let _ = running.shutdown().await;
@@ -351,7 +395,7 @@ impl Demo {
     }
 }
 
-type Prepared = (Vec<Child>, Vec<String>, usize);
+type Prepared = (Vec<Child>, Vec<String>, usize, Option<String>);
 
 fn prepare(
     opts: &DemoOptions,
@@ -371,12 +415,27 @@ fn prepare(
     let mut children = Vec::new();
     let made = (1..=opts.devices).try_for_each(|i| {
         let dir = data.join(format!("devices/device-{i:02}"));
-        children.push(make_device(ctl, aloft, &dir, url, cert, opts.poll_seconds)?);
+        children.push(make_device(
+            ctl,
+            aloft,
+            &dir,
+            url,
+            cert,
+            opts.poll_seconds,
+            opts.download_rate.as_deref(),
+        )?);
         Ok::<_, anyhow::Error>(())
     });
-    let accepted = made.and_then(|()| accept_devices(&client, opts));
+    let accepted = made.and_then(|()| {
+        let n = accept_devices(&client, opts)?;
+        let rollout = match opts.rollout {
+            Some(r) => Some(start_rollout(&client, ctl, data, r)?),
+            None => None,
+        };
+        Ok((n, rollout))
+    });
     match accepted {
-        Ok(n) => Ok((children, artifacts, n)),
+        Ok((n, rollout)) => Ok((children, artifacts, n, rollout)),
         Err(e) => {
             for c in &mut children {
                 let _ = c.kill();
@@ -415,4 +474,55 @@ fn accept_devices(client: &Client, opts: &DemoOptions) -> anyhow::Result<usize> 
         client.accept(id, auth)?;
     }
     Ok(to_accept)
+}
+
+/// Plans the demo's rollout of the root filesystem over the accepted devices, breaks the new
+/// slot of one device of phase 2 (so that the rollout pauses there, with its reason), and
+/// creates it from the plan. Returns what it did, in words.
+fn start_rollout(
+    client: &Client,
+    ctl: &Path,
+    data: &Path,
+    r: DemoRollout,
+) -> anyhow::Result<String> {
+    let mut body = serde_json::json!({
+        "name": "demo-rootfs-2 in phases",
+        "artifact_name": "demo-rootfs-2",
+        "all_devices": true,
+        "phases": [{"batch_size": 5}, {"batch_size": 25}, {}],
+        "rollout": {"advance": "auto", "success_threshold": 100, "soak_seconds": r.soak_seconds,
+                    "failure_threshold": 10},
+    });
+    let plan = client.post("/api/management/v1/deployments/deployments/plan", &body)?;
+    let victim = plan["devices"]
+        .as_array()
+        .and_then(|list| list.iter().find(|d| d["phase"] == 2))
+        .and_then(|d| d["id"].as_str())
+        .context("the demo's plan has no second phase (give it more devices)")?
+        .to_owned();
+    let device = client.get(&format!("/api/management/v2/devauth/devices/{victim}"))?;
+    let mac = device["identity_data"]["mac"].as_str().unwrap_or_default();
+    let dir = std::fs::read_dir(data.join("devices"))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|d| {
+            std::fs::read_to_string(d.join("identity/mender-device-identity"))
+                .is_ok_and(|s| s.contains(&format!("mac={mac}")))
+        })
+        .with_context(|| format!("no simulated device has the MAC address {mac}"))?;
+    run(Command::new(ctl).args(["sim", "break"]).arg(&dir).arg("b"))?;
+    body["expect_plan"] = plan["digest"].clone();
+    client.post("/api/management/v1/deployments/deployments", &body)?;
+    let sizes: Vec<String> = plan["phases"]
+        .as_array()
+        .map(|p| p.iter().map(|x| x["device_count"].to_string()).collect())
+        .unwrap_or_default();
+    Ok(format!(
+        "demo-rootfs-2 is rolling out in phases of {} devices, each opening once the one before \
+         succeeded for {} s; {} (phase 2) will not boot its new slot, so the rollout pauses \
+         there and says why",
+        sizes.join(", "),
+        r.soak_seconds,
+        dir.file_name().unwrap_or_default().to_string_lossy()
+    ))
 }

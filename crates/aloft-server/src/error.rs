@@ -27,6 +27,8 @@ pub struct ApiError {
     pub message: String,
     /// Extra top-level fields (`metadata` of artifact conflicts).
     pub extra: Option<serde_json::Value>,
+    /// Seconds to send as `Retry-After` (429 answers).
+    pub retry_after_secs: Option<u64>,
 }
 
 /// Result of a handler or service function.
@@ -39,6 +41,7 @@ impl ApiError {
             status,
             message: message.into(),
             extra: None,
+            retry_after_secs: None,
         }
     }
     /// 400.
@@ -65,6 +68,15 @@ impl ApiError {
     pub fn unprocessable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, message)
     }
+    /// 429 with `Retry-After` (whole seconds, at least 1).
+    pub fn too_many(message: impl Into<String>, retry_after: std::time::Duration) -> Self {
+        Self {
+            retry_after_secs: Some(
+                (retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0)).max(1),
+            ),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, message)
+        }
+    }
     /// 500; the detail is logged, the client sees only "internal error".
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "internal error");
@@ -79,6 +91,16 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(what) => Self::conflict(what),
             StoreError::Invalid(what) => Self::bad_request(what),
             StoreError::Rule(what) => Self::unprocessable(what),
+            StoreError::Unavailable(e) => {
+                tracing::warn!(error = %e, "database unavailable");
+                Self {
+                    retry_after_secs: Some(1),
+                    ..Self::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the database is unavailable; try again",
+                    )
+                }
+            }
             StoreError::Backend(e) => Self::internal(e),
         }
     }
@@ -125,6 +147,10 @@ impl IntoResponse for ApiError {
         let mut resp = (self.status, axum::Json(body)).into_response();
         if let Ok(v) = HeaderValue::from_str(&id) {
             resp.headers_mut().insert("x-men-requestid", v);
+        }
+        if let Some(secs) = self.retry_after_secs {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }

@@ -2,16 +2,18 @@
 //! (`GET /api/management/v1/events`, an aloft extension). A broadcast channel: a slow
 //! listener misses events (it is told so, and reloads) instead of slowing the server down.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use serde_json::{Value, json};
-use tokio::sync::broadcast;
+use aloft_api::event::{Envelope, Event};
+use tokio::sync::{broadcast, mpsc};
 
 /// The sending side, shared by the handlers.
 #[derive(Clone)]
 pub struct Events {
     tx: broadcast::Sender<Arc<str>>,
     closed: tokio_util::sync::CancellationToken,
+    /// Where this replica's events also go, for the other replicas (`crate::cluster`).
+    forward: Arc<OnceLock<mpsc::Sender<Arc<str>>>>,
 }
 
 impl Default for Events {
@@ -19,21 +21,43 @@ impl Default for Events {
         Self {
             tx: broadcast::channel(1024).0,
             closed: tokio_util::sync::CancellationToken::new(),
+            forward: Arc::default(),
         }
     }
 }
 
 impl Events {
-    /// Publishes `{"type": kind, ...fields}` to every listener (none listening is fine).
-    pub fn publish(&self, kind: &str, mut fields: Value) {
-        if let Some(map) = fields.as_object_mut() {
-            map.insert("type".into(), json!(kind));
-            map.insert(
-                "ts".into(),
-                json!(crate::time::rfc3339(crate::time::now_us())),
-            );
+    /// Publishes an event, stamped with the current time, to every listener (none listening
+    /// is fine). Only services call this.
+    pub fn publish(&self, event: Event) {
+        let envelope = Envelope {
+            ts: crate::time::rfc3339(crate::time::now_us()),
+            event,
+        };
+        let text = match serde_json::to_string(&envelope) {
+            Ok(text) => Arc::<str>::from(text),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode a live event");
+                return;
+            }
+        };
+        if let Some(forward) = self.forward.get()
+            && forward.try_send(text.clone()).is_err()
+        {
+            tracing::warn!("the other replicas miss a live event: their queue is full");
         }
-        let _ = self.tx.send(Arc::from(fields.to_string()));
+        let _ = self.tx.send(text);
+    }
+
+    /// Also sends every event published from now on to `forward` (once; later calls are
+    /// ignored).
+    pub fn forward_to(&self, forward: mpsc::Sender<Arc<str>>) {
+        let _ = self.forward.set(forward);
+    }
+
+    /// Delivers an event another replica published to this replica's listeners.
+    pub fn deliver(&self, event: &str) {
+        let _ = self.tx.send(Arc::from(event));
     }
 
     /// A new listener.

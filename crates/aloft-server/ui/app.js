@@ -3,7 +3,7 @@
 "use strict";
 
 const API = "/api/management";
-const state = { token: sessionStorage.getItem("aloft-token"), events: null, listeners: new Set(), seq: 0 };
+const state = { token: sessionStorage.getItem("aloft-token"), events: null, listeners: new Set(), missed: null, opened: false, seq: 0 };
 
 // ---- DOM helpers ----
 function h(tag, attrs, ...children) {
@@ -30,6 +30,15 @@ function toast(text) {
   setTimeout(() => t.remove(), 5000);
 }
 function badge(status) { return h("span", { class: `badge s-${status}` }, status); }
+// A deployment's badge: its status while it runs, the server's verdict once it finished.
+function deploymentBadge(d) {
+  const word = d.status === "finished" && d.summary ? d.summary.outcome : d.status;
+  return h("span", { class: `badge s-${word}`, "data-outcome": word }, word);
+}
+// Applies a live event's deployment progress to a deployment object shown (same id).
+function applyProgress(d, p) { d.status = p.status; d.statistics = p.statistics; d.summary = p.summary; d.phases = p.phases; d.rollout = p.rollout; }
+// The deployment progress an event carries, if any.
+function progressOf(e) { return e.type === "deployment" ? e : e.deployment; }
 function when(ts) { return ts ? new Date(ts).toLocaleString() : ""; }
 function size(n) { return n >= 1048576 ? `${(n / 1048576).toFixed(1)} MiB` : n >= 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${n} B`; }
 function empty(text) { return h("div", { class: "empty" }, text); }
@@ -54,17 +63,41 @@ async function api(method, path, body, raw) {
 const get = (p) => api("GET", p);
 
 // ---- Live events ----
-function connectEvents() {
+// The stream is opened with a single-use ticket (an EventSource cannot send the token as a
+// header, and a token in a URL would be logged); after an error it reconnects with a new one.
+async function connectEvents() {
   if (state.events || !state.token) return;
-  const es = new EventSource(`${API}/v1/events?access_token=${encodeURIComponent(state.token)}`);
+  state.events = "connecting";
+  let ticket;
+  try { ticket = (await api("POST", "/v1/events/ticket")).ticket; } catch (_) { state.events = null; return; }
+  if (state.events !== "connecting") return;
+  const es = new EventSource(`${API}/v1/events?ticket=${encodeURIComponent(ticket)}`);
   state.events = es;
   const live = document.getElementById("live");
-  es.onopen = () => live.classList.add("on");
-  es.onerror = () => live.classList.remove("on");
-  es.onmessage = (m) => { const e = JSON.parse(m.data); for (const f of state.listeners) f(e); };
-  es.addEventListener("lagged", () => { for (const f of state.listeners) f({ type: "lagged" }); });
+  // A stream that opens again after an error missed what happened meanwhile: redraw the page.
+  es.onopen = () => { live.classList.add("on"); if (state.opened) route(); state.opened = true; };
+  es.onerror = () => {
+    live.classList.remove("on");
+    es.close();
+    if (state.events === es) { state.events = null; setTimeout(connectEvents, 3000); }
+  };
+  es.onmessage = (m) => dispatch(JSON.parse(m.data));
+  es.addEventListener("lagged", () => dispatch({ type: "lagged" }));
 }
-function onEvent(f) { state.listeners.clear(); state.listeners.add(f); }
+function dispatch(e) {
+  if (state.missed) state.missed.push(state.missed.length < 1000 ? e : { type: "lagged" });
+  else for (const f of state.listeners) f(e);
+}
+// A page calls `loading()` before it fetches and `onEvent(f)` once it is drawn: the events that
+// arrived in between are given to `f` in order, so a change made while the page loaded is not lost.
+function loading() { state.listeners.clear(); state.missed = []; }
+function onEvent(f) {
+  const missed = state.missed || [];
+  state.missed = null;
+  state.listeners.clear();
+  state.listeners.add(f);
+  for (const e of missed) f(e);
+}
 
 // ---- Login ----
 function loginPage() {
@@ -89,30 +122,41 @@ async function logout(tell = true) {
   if (tell && state.token) { try { await fetch(`${API}/v1/useradm/auth/logout`, { method: "POST", headers: { Authorization: `Bearer ${state.token}` } }); } catch (_) { /* offline */ } }
   state.token = null;
   sessionStorage.removeItem("aloft-token");
-  if (state.events) { state.events.close(); state.events = null; }
+  if (state.events instanceof EventSource) state.events.close();
+  state.events = null;
   location.hash = "#/";
   loginPage();
 }
 
 // ---- Dashboard ----
 async function dashboard() {
+  loading();
   const seq = state.seq;
   const counts = {};
   for (const s of ["pending", "accepted", "rejected"]) counts[s] = (await get(`/v2/devauth/devices/count?status=${s}`)).count;
   const deployments = await get("/v1/deployments/deployments?per_page=100");
-  const active = deployments.filter((d) => d.status !== "finished");
-  const failures = deployments.filter((d) => d.statistics && d.statistics.status.failure > 0).slice(0, 5);
-  render(seq, h("h1", {}, "Dashboard"),
-    h("div", { class: "grid" }, ["accepted", "pending", "rejected"].map((s) =>
-      h("a", { class: "stat", href: `#/devices?status=${s}` }, h("b", {}, counts[s]), h("span", {}, `${s} devices`))),
-      h("a", { class: "stat", href: "#/deployments" }, h("b", {}, active.length), h("span", {}, "deployments in progress"))),
-    h("h2", {}, "Deployments in progress"), deploymentTable(active, "No deployment is running."),
-    h("h2", {}, "Recent failures"), deploymentTable(failures, "No failed deployment."));
-  onEvent(() => { if (location.hash === "#/" || location.hash === "") dashboard(); });
+  const draw = () => {
+    const active = deployments.filter((d) => d.status !== "finished");
+    const failures = deployments.filter((d) => d.summary && d.summary.failure > 0).slice(0, 5);
+    render(seq, h("h1", {}, "Dashboard"),
+      h("div", { class: "grid" }, ["accepted", "pending", "rejected"].map((s) =>
+        h("a", { class: "stat", href: `#/devices?status=${s}` }, h("b", {}, counts[s]), h("span", {}, `${s} devices`))),
+        h("a", { class: "stat", href: "#/deployments" }, h("b", { id: "active-count" }, active.length), h("span", {}, "deployments in progress"))),
+      h("h2", {}, "Deployments in progress"), deploymentTable(active, "No deployment is running."),
+      h("h2", {}, "Recent failures"), deploymentTable(failures, "No failed deployment."));
+  };
+  draw();
+  onEvent((e) => {
+    if (location.hash !== "#/" && location.hash !== "") return;
+    const p = progressOf(e);
+    const known = p && deployments.find((d) => d.id === p.id);
+    if (known) { applyProgress(known, p); draw(); } else dashboard();
+  });
 }
 
 // ---- Devices ----
 async function devicesPage(params) {
+  loading();
   const seq = state.seq;
   const status = params.get("status") || "accepted";
   const filter = params.get("q") || "";
@@ -120,11 +164,16 @@ async function devicesPage(params) {
   const inv = status === "accepted" ? await get("/v1/inventory/devices?per_page=500") : [];
   const attrs = new Map(inv.map((d) => [d.id, d.attributes || []]));
   const attr = (id, name) => { const a = (attrs.get(id) || []).find((x) => x.name === name && x.scope === "inventory"); return a ? (Array.isArray(a.value) ? a.value.join(", ") : a.value) : ""; };
+  // Keys are shown in capitals: "Group=x", "group=x" and "GROUP=x" all find the group, in
+  // any scope (inventory, identity, system, tags); values match case-insensitively too.
+  const valuesOf = (id, key) => (attrs.get(id) || []).filter((a) => a.name.toLowerCase() === key)
+    .map((a) => (Array.isArray(a.value) ? a.value.join(", ") : String(a.value)));
   const match = (d) => {
     if (!filter) return true;
-    const [k, v] = filter.includes("=") ? filter.split("=", 2) : [null, filter];
-    const hay = k ? [attr(d.id, k)] : [JSON.stringify(d.identity_data), ...(attrs.get(d.id) || []).map((a) => String(a.value))];
-    return hay.some((x) => x.toLowerCase().includes(v.toLowerCase()));
+    const [k, v] = filter.includes("=") ? filter.split("=", 2).map((x) => x.trim().toLowerCase()) : [null, filter.toLowerCase()];
+    const identity = Object.entries(d.identity_data || {}).filter(([n]) => n.toLowerCase() === k).map(([, x]) => String(x));
+    const hay = k ? [...valuesOf(d.id, k), ...identity] : [JSON.stringify(d.identity_data), ...(attrs.get(d.id) || []).map((a) => String(a.value))];
+    return hay.some((x) => x.toLowerCase().includes(v));
   };
   const rows = list.filter(match);
   const search = h("input", { id: "search", type: "search", placeholder: "search, or attribute=value", value: filter, "aria-label": "Search devices" });
@@ -155,6 +204,7 @@ async function devicesPage(params) {
 }
 
 async function devicePage(id) {
+  loading();
   const seq = state.seq;
   const dev = await get(`/v2/devauth/devices/${id}`);
   let inv = { attributes: [] };
@@ -180,6 +230,7 @@ async function devicePage(id) {
 
 // ---- Artifacts ----
 async function artifactsPage() {
+  loading();
   const seq = state.seq;
   const list = await get("/v1/deployments/artifacts");
   const file = h("input", { id: "artifact-file", type: "file", accept: ".mender", required: true });
@@ -235,23 +286,74 @@ async function artifactsPage() {
 }
 
 // ---- Deployments ----
-function statsBar(s) {
-  const st = (s && s.status) || {};
-  const total = Object.values(st).reduce((a, b) => a + b, 0) || 1;
+function statsBar(d) {
+  const m = d.summary || { success: 0, failure: 0, skipped: 0, in_progress: 0, pending: 0, total: 0 };
+  const total = m.total || 1;
   const part = (n, color) => h("i", { style: `width:${(100 * n) / total}%;background:${color}` });
-  const running = (st.downloading || 0) + (st.installing || 0) + (st.rebooting || 0);
-  return h("div", { class: "bar", title: `${st.success || 0} succeeded, ${st.failure || 0} failed, ${running} running, ${st.pending || 0} pending` },
-    part(st.success || 0, "#2da44e"), part((st["already-installed"] || 0) + (st.noartifact || 0), "#8c959f"), part(st.failure || 0, "#cf222e"), part(running, "#54aeff"));
+  return h("div", { class: "bar", title: `${m.success} succeeded, ${m.failure} failed, ${m.skipped} skipped, ${m.in_progress} running, ${m.pending} pending` },
+    part(m.success, "#2da44e"), part(m.skipped, "#8c959f"), part(m.failure, "#cf222e"), part(m.in_progress, "#54aeff"));
+}
+function deploymentRow(d) {
+  return h("tr", { "data-deployment": d.id },
+    h("td", {}, h("a", { href: `#/deployments/${d.id}` }, d.name)), h("td", {}, d.artifact_name), h("td", { class: "status" }, deploymentBadge(d)),
+    h("td", { class: "progress" }, statsBar(d)), h("td", {}, when(d.created)));
+}
+// Redraws a shown row's status and progress only (its link stays the same element).
+function refreshDeploymentRow(tr, d) {
+  tr.querySelector("td.status").replaceChildren(deploymentBadge(d));
+  tr.querySelector("td.progress").replaceChildren(statsBar(d));
 }
 function deploymentTable(list, none) {
   if (list.length === 0) return empty(none);
   return h("div", { class: "scroll" }, h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Name"), h("th", {}, "Artifact"), h("th", {}, "Status"), h("th", {}, "Progress"), h("th", {}, "Created"))),
-    h("tbody", {}, list.map((d) => h("tr", { "data-deployment": d.id },
-      h("td", {}, h("a", { href: `#/deployments/${d.id}` }, d.name)), h("td", {}, d.artifact_name), h("td", {}, badge(d.status)),
-      h("td", {}, statsBar(d.statistics)), h("td", {}, when(d.created)))))));
+    h("tbody", {}, list.map(deploymentRow))));
+}
+
+// The phases text of the create form ("1, 10%, rest") as the API's phases; [] for one phase.
+function parsePhases(text) {
+  const parts = text.split(",").map((x) => x.trim()).filter((x) => x !== "");
+  return parts.map((x) => {
+    if (x === "rest") return {};
+    const pct = /^(\d+)\s*%$/.exec(x);
+    if (pct) return { batch_size: Number(pct[1]) };
+    if (/^\d+$/.test(x)) return { devices: Number(x) };
+    throw new ApiError(`"${x}" is not a phase size: write a number of devices, a percentage (10%) or "rest"`);
+  });
+}
+// A plan's phases, and the devices it skips with the reason.
+function planView(plan) {
+  const skipped = plan.devices.filter((d) => d.outcome !== "update");
+  return h("div", { class: "card", id: "plan" }, h("h2", {}, "Plan"),
+    h("p", { id: "plan-totals" }, `${plan.totals.devices} devices: ${plan.totals.updates} would update (${size(plan.totals.bytes)}), ${plan.totals.skipped} skipped.`),
+    h("div", { class: "scroll" }, h("table", { id: "plan-phases" }, h("thead", {}, h("tr", {}, h("th", {}, "Phase"), h("th", {}, "Devices"), h("th", {}, "Updates"), h("th", {}, "Bytes"), h("th", {}, "Opens at the earliest"))),
+      h("tbody", {}, plan.phases.map((p) => h("tr", {}, h("td", {}, p.id), h("td", {}, p.device_count), h("td", {}, p.updates), h("td", {}, size(p.bytes)),
+        h("td", {}, p.earliest_start ? when(p.earliest_start) : "when advanced")))))),
+    skipped.length ? h("ul", { id: "plan-skipped" }, skipped.map((d) => h("li", {}, `${d.id.slice(0, 8)} (phase ${d.phase}): ${d.outcome}, ${d.reason || ""}`))) : "");
+}
+// A phased deployment's state: its phases, why it is paused, and the operator's buttons. A
+// command's effect arrives as a live event (a fetch here could land after a newer event).
+function rolloutView(d) {
+  const r = d.rollout;
+  if (!r) return "";
+  const running = d.status !== "finished";
+  const reason = h("input", { id: "rollout-reason", placeholder: "Why pause (optional)" });
+  const act = (what, label, body) => h("button", { id: `rollout-${what}`, onclick: async () => {
+    try { await api("POST", `/v1/deployments/deployments/${d.id}/${what}`, body ? body() : {}); toast(`Rollout ${label}.`); } catch (e) { toast(e.message); }
+  } }, what[0].toUpperCase() + what.slice(1));
+  return h("div", { class: "card", id: "rollout" },
+    h("h2", { id: "rollout-phase" }, `Phase ${r.phase} of ${r.phases}`),
+    r.paused ? h("p", { class: "error", id: "rollout-paused", role: "status" }, `Paused: ${r.paused}`) :
+      h("p", { class: "muted", id: "rollout-running" }, running ? `Advances ${r.options.advance === "manual" ? "by hand" : r.options.advance === "auto" ? "when its success threshold holds" : "at each phase's start time"}.` : "Finished."),
+    r.halted ? h("p", { class: "error", id: "rollout-halted" }, "Held by the fleet-wide halt.") : "",
+    h("div", { class: "scroll" }, h("table", { id: "rollout-phases" }, h("thead", {}, h("tr", {}, h("th", {}, "Phase"), h("th", {}, "Open"), h("th", {}, "Devices"), h("th", {}, "Succeeded"), h("th", {}, "Failed"), h("th", {}, "Running"), h("th", {}, "Pending"))),
+      h("tbody", {}, (d.phases || []).map((p) => h("tr", { "data-phase": p.id }, h("td", {}, p.id), h("td", {}, p.open ? "yes" : (p.start_ts ? `at ${when(p.start_ts)}` : "not yet")), h("td", {}, p.device_count),
+        h("td", {}, p.summary.success), h("td", {}, p.summary.failure), h("td", {}, p.summary.in_progress), h("td", {}, p.summary.pending)))))),
+    running ? h("p", { class: "row" }, r.paused ? act("resume", "resumed") : [reason, act("pause", "paused", () => (reason.value ? { reason: reason.value } : {}))],
+      r.phase < r.phases ? act("advance", "advanced") : "") : "");
 }
 
 async function deploymentsPage() {
+  loading();
   const seq = state.seq;
   const [list, artifacts, accepted, groups] = await Promise.all([get("/v1/deployments/deployments?per_page=100"), get("/v1/deployments/artifacts"),
     get("/v2/devauth/devices?status=accepted&per_page=500"), get("/v1/inventory/groups")]);
@@ -265,8 +367,47 @@ async function deploymentsPage() {
       `${d.id.slice(0, 8)} ${Object.values(d.identity_data || {}).join(" ")}`)));
   const matching = h("p", { id: "deployment-summary", class: "muted", "aria-live": "polite" });
   const err = h("div", { class: "error", role: "alert" });
+  const phases = h("input", { id: "deployment-phases", placeholder: "e.g. 1, 10%, rest (empty: all at once)" });
+  const advance = h("select", { id: "deployment-advance" }, h("option", { value: "manual" }, "By hand"), h("option", { value: "auto" }, "When the success threshold holds"));
+  const success = h("input", { id: "deployment-success", type: "number", min: 0, max: 100, placeholder: "100" });
+  const failure = h("input", { id: "deployment-failure", type: "number", min: 0, max: 100, placeholder: "none" });
+  const planBox = h("div", {});
+  let planned = null; // the digest of the plan shown, sent as expect_plan
+  const halt = h("div", { class: "card", id: "halt" });
+  async function drawHalt() {
+    const hs = await get("/v1/deployments/halt");
+    halt.replaceChildren(h("h2", {}, "Fleet-wide halt"), h("p", { id: "halt-status", class: hs.halted ? "error" : "muted" }, hs.halted ? `Every deployment is held: ${hs.reason}` : "Not engaged: deployments run."),
+      h("button", { id: "halt-toggle", class: hs.halted ? "" : "danger", onclick: async () => {
+        try { await api("PUT", "/v1/deployments/halt", hs.halted ? { halted: false } : { halted: true, reason: "halted from the web UI" }); drawHalt(); } catch (e) { toast(e.message); }
+      } }, hs.halted ? "Release the halt" : "Halt every deployment"));
+  }
+  // The create body of the form, or an error the form shows.
+  function body() {
+    const b = { name: name.value || artifact.value, artifact_name: artifact.value };
+    const list = parsePhases(phases.value);
+    if (list.length) {
+      b.phases = list;
+      b.rollout = { advance: advance.value };
+      if (failure.value !== "") b.rollout.failure_threshold = Number(failure.value);
+      if (success.value !== "" && advance.value === "auto") b.rollout.success_threshold = Number(success.value);
+    }
+    if (target.value === "all") b.all_devices = true;
+    else if (target.value === "pick") { b.devices = chosen(); if (!b.devices.length) throw new ApiError("Choose at least one device."); }
+    return b;
+  }
+  const planButton = h("button", { type: "button", id: "deployment-plan", onclick: async () => {
+    err.textContent = "";
+    try {
+      const b = body();
+      if (target.value.startsWith("group:")) { b.devices = (await get(`/v1/inventory/groups/${encodeURIComponent(target.value.slice(6))}/devices?per_page=500`)); }
+      const plan = await api("POST", "/v1/deployments/deployments/plan", b);
+      planned = target.value.startsWith("group:") ? null : plan.digest;
+      planBox.replaceChildren(planView(plan));
+    } catch (x) { err.textContent = x.message; }
+  } }, "Show the plan");
   const chosen = () => [...picks.querySelectorAll("input:checked")].map((i) => i.value);
   async function summary() {
+    planned = null; planBox.replaceChildren(); // the plan shown no longer holds
     picks.hidden = target.value !== "pick";
     let n = accepted.length;
     if (target.value === "pick") n = chosen().length;
@@ -277,25 +418,50 @@ async function deploymentsPage() {
   const form = h("form", { class: "card", onsubmit: async (e) => {
     e.preventDefault();
     err.textContent = "";
-    const body = { name: name.value || artifact.value, artifact_name: artifact.value };
     try {
-      if (target.value === "all") { body.all_devices = true; await api("POST", "/v1/deployments/deployments", body); }
-      else if (target.value === "pick") { body.devices = chosen(); if (!body.devices.length) { err.textContent = "Choose at least one device."; return; } await api("POST", "/v1/deployments/deployments", body); }
-      else await api("POST", `/v1/deployments/deployments/group/${encodeURIComponent(target.value.slice(6))}`, body);
+      const b = body();
+      if (planned) b.expect_plan = planned;
+      if (target.value.startsWith("group:")) await api("POST", `/v1/deployments/deployments/group/${encodeURIComponent(target.value.slice(6))}`, b);
+      else await api("POST", "/v1/deployments/deployments", b);
       toast("Deployment created.");
       deploymentsPage();
     } catch (x) { err.textContent = x.message; }
   } }, h("h2", {}, "New deployment"),
     names.length === 0 ? empty("Upload an artifact first.") : [
       h("label", { for: "deployment-name" }, "Name"), name, h("label", { for: "deployment-artifact" }, "Artifact"), artifact,
-      h("label", { for: "deployment-target" }, "Devices"), target, picks, matching, err,
-      h("button", { class: "primary", type: "submit", id: "deployment-create" }, "Create deployment")]);
-  render(seq, h("h1", {}, "Deployments"), form, h("h2", {}, "All deployments"), deploymentTable(list, "No deployment yet."));
+      h("label", { for: "deployment-target" }, "Devices"), target, picks, matching,
+      h("label", { for: "deployment-phases" }, "Phases"), phases,
+      h("label", { for: "deployment-advance" }, "Next phase opens"), advance,
+      h("div", { class: "row" }, h("div", {}, h("label", { for: "deployment-success" }, "Success threshold %"), success),
+        h("div", {}, h("label", { for: "deployment-failure" }, "Pause above failure %"), failure)),
+      err, planBox,
+      h("p", { class: "row" }, planButton, h("button", { class: "primary", type: "submit", id: "deployment-create" }, "Create deployment"))]);
+  for (const input of [phases, advance, success, failure, name]) input.addEventListener("change", () => { planned = null; planBox.replaceChildren(); });
+  render(seq, h("h1", {}, "Deployments"), halt, form, h("h2", {}, "All deployments"), deploymentTable(list, "No deployment yet."));
+  drawHalt();
   if (names.length) summary();
-  onEvent((e) => { if (e.type === "deployment" && location.hash === "#/deployments") deploymentsPage(); });
+  const table = () => document.querySelector("#main table tbody");
+  onEvent(async (e) => {
+    const p = progressOf(e);
+    if (location.hash !== "#/deployments") return;
+    if (!p) { if (e.type === "lagged") deploymentsPage(); return; }
+    const known = list.find((d) => d.id === p.id);
+    if (!known) {
+      // A new deployment: add its row (the rest of the page, the form included, stays).
+      const fresh = await get(`/v1/deployments/deployments/${p.id}`);
+      if (location.hash !== "#/deployments" || list.some((d) => d.id === fresh.id)) return;
+      list.unshift(fresh);
+      if (table()) table().prepend(deploymentRow(fresh)); else deploymentsPage();
+      return;
+    }
+    applyProgress(known, p);
+    const old = document.querySelector(`tr[data-deployment="${CSS.escape(known.id)}"]`);
+    if (old) refreshDeploymentRow(old, known);
+  });
 }
 
 async function deploymentPage(id) {
+  loading();
   const seq = state.seq;
   const [d, devices] = await Promise.all([get(`/v1/deployments/deployments/${id}`), get(`/v1/deployments/deployments/${id}/devices`)]);
   const stats = h("div", { class: "grid", id: "deployment-stats" });
@@ -317,7 +483,20 @@ async function deploymentPage(id) {
     rows.set(x.id, r);
     return r;
   };
-  const status = h("span", { id: "deployment-status" }, badge(d.status));
+  const status = h("span", { id: "deployment-status" }, deploymentBadge(d));
+  const rolloutBox = h("div", {});
+  // Redraws the phases on every change, the rest (the buttons) only when the state changed:
+  // a click on a button just replaced would be lost.
+  let drawn = null;
+  const drawRollout = () => {
+    const r = d.rollout;
+    const key = JSON.stringify([d.status, r && [r.phase, r.paused, r.halted]]);
+    const fresh = rolloutView(d);
+    const table = rolloutBox.querySelector("#rollout-phases");
+    if (key === drawn && table && fresh) table.replaceWith(fresh.querySelector("#rollout-phases"));
+    else { rolloutBox.replaceChildren(fresh); drawn = key; }
+  };
+  drawRollout();
   render(seq, h("h1", {}, `Deployment ${d.name}`),
     h("div", { class: "card" }, h("dl", {}, h("dt", {}, "Artifact"), h("dd", {}, d.artifact_name), h("dt", {}, "Status"), h("dd", {}, status),
       h("dt", {}, "Devices"), h("dd", {}, d.max_devices || devices.length), h("dt", {}, "Created"), h("dd", {}, when(d.created))),
@@ -325,22 +504,27 @@ async function deploymentPage(id) {
         if (!confirm("Abort this deployment? Devices that did not finish roll back.")) return;
         try { await api("PUT", `/v1/deployments/deployments/${id}/status`, { status: "aborted" }); toast("Deployment aborted."); deploymentPage(id); } catch (e) { toast(e.message); }
       } }, "Abort")) : ""),
+    rolloutBox,
     h("h2", {}, "Statistics"), stats,
     h("h2", {}, "Devices"),
     devices.length === 0 ? empty("No device in this deployment.") :
       h("div", { class: "scroll" }, h("table", { id: "deployment-devices" }, h("thead", {}, h("tr", {}, h("th", {}, "Device"), h("th", {}, "Status"), h("th", {}, "Detail"), h("th", {}, ""))),
         h("tbody", {}, devices.map(row)))),
     logBox);
-  onEvent(async (e) => {
+  onEvent((e) => {
     if (location.hash !== `#/deployments/${id}`) return;
     if (e.type === "device_deployment" && e.deployment_id === id) {
       const old = rows.get(e.device_id);
       if (old) old.replaceWith(row({ id: e.device_id, status: e.status, substate: e.substate }));
-      const fresh = await get(`/v1/deployments/deployments/${id}`);
-      renderStats(fresh.statistics);
-      status.replaceChildren(badge(fresh.status));
-      if (fresh.status === "finished") { const a = document.getElementById("abort"); if (a) a.remove(); }
-    } else if (e.type === "lagged" || (e.type === "deployment" && e.id === id)) deploymentPage(id);
+    }
+    const p = progressOf(e);
+    if (p && p.id === id && !(e.type === "deployment" && p.status === "finished")) {
+      applyProgress(d, p);
+      renderStats(d.statistics);
+      status.replaceChildren(deploymentBadge(d));
+      drawRollout();
+      if (d.status === "finished") { const a = document.getElementById("abort"); if (a) a.remove(); }
+    } else if (e.type === "lagged" || (p && p.id === id)) deploymentPage(id); // aborted: every row changed
   });
 }
 
@@ -361,9 +545,10 @@ async function route() {
     else if (parts[0] === "artifacts") await artifactsPage();
     else if (parts[0] === "deployments" && parts[1]) await deploymentPage(parts[1]);
     else if (parts[0] === "deployments") await deploymentsPage();
-    else show(h("h1", {}, "Not found"), empty("There is no such page."), h("a", { href: "#/" }, "Back to the dashboard"));
+    else { onEvent(() => {}); show(h("h1", {}, "Not found"), empty("There is no such page."), h("a", { href: "#/" }, "Back to the dashboard")); }
     main().focus({ preventScroll: true });
   } catch (e) {
+    onEvent(() => {});
     if (state.token) show(h("h1", {}, "Something went wrong"), h("p", { class: "error", role: "alert" }, e.message), h("button", { onclick: route }, "Try again"));
   }
 }

@@ -5,7 +5,11 @@
 //! independent tar writer. Nothing here is used by production code.
 
 pub mod craft;
+pub mod haproxy;
 pub mod hostile;
+pub mod images;
+pub mod postgres;
+pub mod s3;
 pub mod vm;
 
 use std::path::PathBuf;

@@ -209,7 +209,7 @@ fn parse_pairs(items: &[String], flag: &str) -> Result<Vec<(String, String)>> {
         .collect()
 }
 
-fn parent_dir(path: &Path) -> &Path {
+pub(crate) fn parent_dir(path: &Path) -> &Path {
     path.parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
@@ -217,7 +217,10 @@ fn parent_dir(path: &Path) -> &Path {
 
 /// Writes `path` through a temporary file in the same directory, renamed into place only when
 /// `f` succeeded: a failure never leaves a partial artifact behind.
-fn write_atomically<T>(path: &Path, f: impl FnOnce(&mut File) -> Result<T>) -> Result<T> {
+pub(crate) fn write_atomically<T>(
+    path: &Path,
+    f: impl FnOnce(&mut File) -> Result<T>,
+) -> Result<T> {
     let dir = parent_dir(path);
     let mut tmp = tempfile::Builder::new()
         .prefix(".aloft-")

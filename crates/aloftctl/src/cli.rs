@@ -33,6 +33,11 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: ImageCommand,
     },
+    /// Delta updates: make one from two releases, apply or inspect one.
+    Delta {
+        #[command(subcommand)]
+        command: DeltaCommand,
+    },
     /// Simulated A/B devices in a folder, for trying aloft and for tests.
     Sim {
         #[command(subcommand)]
@@ -145,26 +150,75 @@ pub(crate) enum ArtifactsCommand {
     },
 }
 
+/// What a deployment deploys, and where.
+#[derive(Debug, Args)]
+pub(crate) struct DeploymentSpec {
+    /// Name (default: the artifact name).
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+    /// Artifact (release) name.
+    #[arg(long)]
+    pub(crate) artifact: String,
+    /// Every accepted device.
+    #[arg(long, conflicts_with_all = ["group", "device"])]
+    pub(crate) all: bool,
+    /// A group.
+    #[arg(long, conflicts_with = "device")]
+    pub(crate) group: Option<String>,
+    /// A device id (repeat).
+    #[arg(long)]
+    pub(crate) device: Vec<String>,
+    /// A JSON file with `phases` and `rollout` (docs/rollouts.md): a phased deployment.
+    #[arg(long)]
+    pub(crate) plan: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum DeploymentsCommand {
     /// Create a deployment.
     Create {
-        /// Name (default: the artifact name).
+        /// What to deploy where.
+        #[command(flatten)]
+        spec: DeploymentSpec,
+        /// The digest of a plan shown before (`deployments plan`): refused if it changed.
         #[arg(long)]
-        name: Option<String>,
-        /// Artifact (release) name.
-        #[arg(long)]
-        artifact: String,
-        /// Every accepted device.
-        #[arg(long, conflicts_with_all = ["group", "device"])]
-        all: bool,
-        /// A group.
-        #[arg(long, conflicts_with = "device")]
-        group: Option<String>,
-        /// A device id (repeat).
-        #[arg(long)]
-        device: Vec<String>,
+        expect_plan: Option<String>,
     },
+    /// Show what a deployment would do, device by device, without creating it.
+    Plan {
+        /// What to deploy where.
+        #[command(flatten)]
+        spec: DeploymentSpec,
+    },
+    /// Pause a phased deployment: devices that have not started wait.
+    Pause {
+        /// Deployment id.
+        id: String,
+        /// Why (shown with the deployment).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Resume a paused phased deployment (its failures so far are acknowledged).
+    Resume {
+        /// Deployment id.
+        id: String,
+    },
+    /// Open a phased deployment's next phase now.
+    Advance {
+        /// Deployment id.
+        id: String,
+    },
+    /// Hold every deployment fleet-wide (no device starts an update), or show the halt.
+    Halt {
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Only show whether it holds.
+        #[arg(long, conflicts_with = "reason")]
+        status: bool,
+    },
+    /// Release the fleet-wide halt.
+    Unhalt,
     /// List deployments.
     List,
     /// Show a deployment with its devices.
@@ -523,4 +577,64 @@ pub(crate) enum KeyKind {
     Rsa,
     Ecdsa,
     Ed25519,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DeltaCommand {
+    /// Make a delta from the release devices run to the new one. From two rootfs-image
+    /// artifacts it writes a delta artifact (payload type `aloft-delta`, with the new
+    /// release's provides, depending on the old image's checksum); from two images, a bare
+    /// delta file.
+    Make {
+        /// The old release: a rootfs-image artifact, or an image.
+        #[arg(long)]
+        from: PathBuf,
+        /// The new release: a rootfs-image artifact, or an image.
+        #[arg(long)]
+        to: PathBuf,
+        /// Where to write the delta (artifact or bare file).
+        #[arg(short = 'o', long = "output-path")]
+        output: PathBuf,
+        /// Sign the delta artifact with this private key.
+        #[arg(short = 'k', long = "key")]
+        key: Option<PathBuf>,
+        /// Public key(s) the input artifacts must be signed with.
+        #[arg(long = "verify-key")]
+        verify_keys: Vec<PathBuf>,
+        /// Block size (default: the ext2/3/4 block size, else 4096).
+        #[arg(long)]
+        block_size: Option<u32>,
+        /// Threads compressing (default: one per core).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// No progress bars.
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Rebuild an image from an old image and a delta (bare, or a delta artifact), verifying
+    /// every window.
+    Apply {
+        /// The old image.
+        #[arg(long)]
+        from: PathBuf,
+        /// The delta: a bare delta file or a delta artifact.
+        delta: PathBuf,
+        /// Where to write the new image.
+        #[arg(short = 'o', long = "output-path")]
+        output: PathBuf,
+        /// Public key(s) a delta artifact must be signed with.
+        #[arg(long = "verify-key")]
+        verify_keys: Vec<PathBuf>,
+        /// No progress bars.
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Show a delta's source, target, sizes and make-up.
+    Show {
+        /// A bare delta file or a delta artifact.
+        delta: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }

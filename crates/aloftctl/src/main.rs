@@ -5,6 +5,7 @@
 
 mod artifact;
 mod cli;
+mod delta;
 mod image;
 mod key;
 mod progress;
@@ -30,6 +31,7 @@ fn main() -> ExitCode {
         cli::Command::Artifact { command } => artifact::run(*command),
         cli::Command::Key { command } => key::run(command),
         cli::Command::Image { command } => image::run(command),
+        cli::Command::Delta { command } => delta::run(command),
         cli::Command::Sim { command } => sim::run(command),
         cli::Command::Login {
             server,

@@ -10,12 +10,20 @@ use std::io::{BufRead as _, IsTerminal as _, Read, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use aloft_api::event::Envelope;
+use aloft_api::management::{
+    Deployment, DeploymentPlan, DeploymentStatistics, Device, DeviceDeployment, DeviceInventory,
+    PlannedOutcome,
+};
+use aloft_api::status::{DeploymentStatus, DeploymentSummary, Outcome};
 use anyhow::{Context as _, Result, anyhow, bail};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::cli::{ArtifactsCommand, DeploymentsCommand, DevicesCommand, ServerArgs};
+use crate::cli::{
+    ArtifactsCommand, DeploymentSpec, DeploymentsCommand, DevicesCommand, ServerArgs,
+};
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Credentials {
@@ -270,11 +278,34 @@ impl Remote {
     }
 
     fn get(&self, path: &str) -> Result<Value> {
-        let (_, text, _) = self.call("GET", path, None)?;
-        serde_json::from_str(&text).context("the server's answer is not JSON")
+        self.get_as(path)
     }
 
-    fn print(&self, value: &Value, table: impl FnOnce() -> Vec<Vec<String>>) -> Result<()> {
+    /// A GET whose answer is read into an `aloft-api` type.
+    fn get_as<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let (_, text, _) = self.call("GET", path, None)?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("the server's answer to GET {path} is not what aloft sends"))
+    }
+
+    /// A call with a JSON body whose answer is read into an `aloft-api` type.
+    fn call_as<T: serde::de::DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: &Value,
+    ) -> Result<T> {
+        let (_, text, _) = self.call(method, path, Some(body))?;
+        serde_json::from_str(&text).with_context(|| {
+            format!("the server's answer to {method} {path} is not what aloft sends")
+        })
+    }
+
+    fn print(
+        &self,
+        value: &impl serde::Serialize,
+        table: impl FnOnce() -> Vec<Vec<String>>,
+    ) -> Result<()> {
         let mut out = std::io::stdout().lock();
         if self.json {
             serde_json::to_writer_pretty(&mut out, value)?;
@@ -338,7 +369,8 @@ pub(crate) fn devices(args: &ServerArgs, command: DevicesCommand) -> Result<()> 
     match command {
         DevicesCommand::List { status } => {
             let query = status.map_or_else(String::new, |s| format!("&status={s}"));
-            let list = r.get(&format!("/v2/devauth/devices?per_page=500{query}"))?;
+            let list: Vec<Device> =
+                r.get_as(&format!("/v2/devauth/devices?per_page=500{query}"))?;
             r.print(&list, || {
                 let mut rows = vec![vec![
                     "ID".into(),
@@ -346,8 +378,9 @@ pub(crate) fn devices(args: &ServerArgs, command: DevicesCommand) -> Result<()> 
                     "IDENTITY".into(),
                     "UPDATED".into(),
                 ]];
-                for d in list.as_array().into_iter().flatten() {
-                    let identity = d["identity_data"]
+                for d in &list {
+                    let identity = d
+                        .identity_data
                         .as_object()
                         .map(|o| {
                             o.iter()
@@ -357,38 +390,37 @@ pub(crate) fn devices(args: &ServerArgs, command: DevicesCommand) -> Result<()> 
                         })
                         .unwrap_or_default();
                     rows.push(vec![
-                        s(&d["id"]),
-                        s(&d["status"]),
+                        d.id.clone(),
+                        d.status.to_string(),
                         identity,
-                        s(&d["updated_ts"]),
+                        d.updated_ts.clone(),
                     ]);
                 }
                 rows
             })
         }
         DevicesCommand::Show { id } => {
-            let dev = r.get(&format!("/v2/devauth/devices/{id}"))?;
-            let inventory = r
-                .get(&format!("/v1/inventory/devices/{id}"))
-                .unwrap_or(Value::Null);
+            let id = device_id(&r, &id)?;
+            let dev: Device = r.get_as(&format!("/v2/devauth/devices/{id}"))?;
+            // Not accepted yet: no inventory.
+            let inventory: Option<DeviceInventory> =
+                r.get_as(&format!("/v1/inventory/devices/{id}")).ok();
             let all = json!({"device": dev, "inventory": inventory});
             r.print(&all, || {
                 let mut rows = vec![vec!["FIELD".into(), "VALUE".into()]];
-                rows.push(vec!["id".into(), s(&dev["id"])]);
-                rows.push(vec!["status".into(), s(&dev["status"])]);
-                rows.push(vec!["identity".into(), dev["identity_data"].to_string()]);
-                for a in inventory["attributes"].as_array().into_iter().flatten() {
-                    rows.push(vec![
-                        format!("{}:{}", s(&a["scope"]), s(&a["name"])),
-                        s(&a["value"]),
-                    ]);
+                rows.push(vec!["id".into(), dev.id.clone()]);
+                rows.push(vec!["status".into(), dev.status.to_string()]);
+                rows.push(vec!["identity".into(), dev.identity_data.to_string()]);
+                for a in inventory.iter().flat_map(|i| &i.attributes) {
+                    rows.push(vec![format!("{}:{}", a.scope, a.name), s(&a.value)]);
                 }
                 rows
             })
         }
-        DevicesCommand::Accept { id } => set_status(&r, &id, "accepted"),
-        DevicesCommand::Reject { id } => set_status(&r, &id, "rejected"),
+        DevicesCommand::Accept { id } => set_status(&r, &device_id(&r, &id)?, "accepted"),
+        DevicesCommand::Reject { id } => set_status(&r, &device_id(&r, &id)?, "rejected"),
         DevicesCommand::Decommission { id } => {
+            let id = device_id(&r, &id)?;
             r.call("DELETE", &format!("/v2/devauth/devices/{id}"), None)?;
             r.done(
                 &json!({"id": id, "status": "decommissioned"}),
@@ -398,13 +430,76 @@ pub(crate) fn devices(args: &ServerArgs, command: DevicesCommand) -> Result<()> 
     }
 }
 
+/// The length of a full id (a UUID); anything shorter is taken as a prefix.
+const ID_LEN: usize = 36;
+/// The shortest prefix accepted (the UI shows 8 characters).
+const MIN_PREFIX: usize = 4;
+
+#[derive(serde::Deserialize)]
+struct IdOnly {
+    id: String,
+}
+
+/// The one id among `ids` that starts with `given`, or a clear error.
+fn unique_prefix(what: &str, given: &str, ids: &[String]) -> Result<String> {
+    if given.len() == ID_LEN {
+        return Ok(given.to_owned());
+    }
+    if given.len() < MIN_PREFIX {
+        bail!("{what} id {given:?} is too short: give at least {MIN_PREFIX} characters");
+    }
+    let found: Vec<&String> = ids.iter().filter(|id| id.starts_with(given)).collect();
+    match found.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => bail!("no {what} has an id starting with {given:?}"),
+        many => bail!(
+            "{what} id {given:?} is ambiguous: it starts {}",
+            many.iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Resolves a full id or a unique prefix against every page of a list.
+fn resolve_id(r: &Remote, what: &str, list: &str, given: &str) -> Result<String> {
+    if given.len() == ID_LEN {
+        return Ok(given.to_owned());
+    }
+    let per_page = 500;
+    let mut ids = Vec::new();
+    for page in 1.. {
+        let items: Vec<IdOnly> = r.get_as(&format!("{list}?page={page}&per_page={per_page}"))?;
+        let n = items.len();
+        ids.extend(
+            items
+                .into_iter()
+                .map(|i| i.id)
+                .filter(|id| id.starts_with(given)),
+        );
+        if n < per_page {
+            break;
+        }
+    }
+    unique_prefix(what, given, &ids)
+}
+
+fn device_id(r: &Remote, given: &str) -> Result<String> {
+    resolve_id(r, "device", "/v2/devauth/devices", given)
+}
+
+fn deployment_id(r: &Remote, given: &str) -> Result<String> {
+    resolve_id(r, "deployment", "/v1/deployments/deployments", given)
+}
+
 fn set_status(r: &Remote, id: &str, status: &str) -> Result<()> {
-    let dev = r.get(&format!("/v2/devauth/devices/{id}"))?;
+    let dev: Device = r.get_as(&format!("/v2/devauth/devices/{id}"))?;
     // The newest auth set is the one the device uses now.
-    let auth = dev["auth_sets"]
-        .as_array()
-        .and_then(|a| a.last())
-        .and_then(|a| a["id"].as_str())
+    let auth = dev
+        .auth_sets
+        .last()
+        .map(|a| a.id.as_str())
         .ok_or_else(|| anyhow!("device {id} has no auth set"))?;
     r.call(
         "PUT",
@@ -573,44 +668,40 @@ pub(crate) fn artifacts(args: &ServerArgs, command: ArtifactsCommand) -> Result<
 pub(crate) fn deployments(args: &ServerArgs, command: DeploymentsCommand) -> Result<()> {
     let r = Remote::open(args)?;
     match command {
-        DeploymentsCommand::Create {
-            name,
-            artifact,
-            all,
-            group,
-            device,
-        } => {
-            let name = name.unwrap_or_else(|| artifact.clone());
-            let body = json!({"name": name, "artifact_name": artifact});
-            let (_, _, location) = if let Some(g) = group {
-                r.call(
-                    "POST",
-                    &format!("/v1/deployments/deployments/group/{g}"),
-                    Some(&body),
-                )?
-            } else if all {
-                let mut b = body;
-                b["all_devices"] = json!(true);
-                r.call("POST", "/v1/deployments/deployments", Some(&b))?
-            } else if !device.is_empty() {
-                let mut b = body;
-                b["devices"] = json!(device);
-                r.call("POST", "/v1/deployments/deployments", Some(&b))?
-            } else {
-                bail!("say which devices: --all, --group NAME or --device ID");
-            };
+        DeploymentsCommand::Create { spec, expect_plan } => {
+            let (mut body, group) = deployment_body(&r, &spec)?;
+            if let Some(digest) = expect_plan {
+                body["expect_plan"] = json!(digest);
+            }
+            let path = group.map_or_else(
+                || "/v1/deployments/deployments".to_owned(),
+                |g| format!("/v1/deployments/deployments/group/{g}"),
+            );
+            let (_, _, location) = r.call("POST", &path, Some(&body))?;
             let id = location
                 .as_deref()
                 .and_then(|l| l.rsplit('/').next())
                 .unwrap_or_default()
                 .to_owned();
             r.done(
-                &json!({"id": id, "name": name}),
+                &json!({"id": id, "name": body["name"]}),
                 &format!("deployment {id} created"),
             )
         }
+        DeploymentsCommand::Plan { spec } => {
+            let (mut body, group) = deployment_body(&r, &spec)?;
+            if let Some(g) = group {
+                // The plan takes device ids: the group's, as the group endpoint would.
+                let ids: Value =
+                    r.get_as(&format!("/v1/inventory/groups/{g}/devices?per_page=500"))?;
+                body["devices"] = ids;
+            }
+            let plan: DeploymentPlan =
+                r.call_as("POST", "/v1/deployments/deployments/plan", &body)?;
+            r.print(&plan, || plan_rows(&plan))
+        }
         DeploymentsCommand::List => {
-            let list = r.get("/v1/deployments/deployments?per_page=100")?;
+            let list: Vec<Deployment> = r.get_as("/v1/deployments/deployments?per_page=100")?;
             r.print(&list, || {
                 let mut rows = vec![vec![
                     "ID".into(),
@@ -620,26 +711,65 @@ pub(crate) fn deployments(args: &ServerArgs, command: DeploymentsCommand) -> Res
                     "DEVICES".into(),
                     "CREATED".into(),
                 ]];
-                for d in list.as_array().into_iter().flatten() {
+                for d in &list {
                     rows.push(vec![
-                        s(&d["id"]),
-                        s(&d["name"]),
-                        s(&d["artifact_name"]),
-                        s(&d["status"]),
-                        s(&d["max_devices"]),
-                        s(&d["created"]),
+                        d.id.clone(),
+                        d.name.clone(),
+                        d.artifact_name.clone(),
+                        verdict(d),
+                        d.max_devices.map(|n| n.to_string()).unwrap_or_default(),
+                        d.created.clone(),
                     ]);
                 }
                 rows
             })
         }
         DeploymentsCommand::Show { id, watch } => {
+            let id = deployment_id(&r, &id)?;
             if watch {
                 return watch_deployment(&r, &id);
             }
             show_deployment(&r, &id)
         }
+        DeploymentsCommand::Pause { id, reason } => {
+            let id = deployment_id(&r, &id)?;
+            r.call(
+                "POST",
+                &format!("/v1/deployments/deployments/{id}/pause"),
+                Some(&json!({"reason": reason})),
+            )?;
+            r.done(
+                &json!({"id": id, "paused": true}),
+                &format!("deployment {id} paused"),
+            )
+        }
+        DeploymentsCommand::Resume { id } => rollout_command(&r, &id, "resume", "resumed"),
+        DeploymentsCommand::Advance { id } => rollout_command(&r, &id, "advance", "advanced"),
+        DeploymentsCommand::Halt { reason, status } => {
+            if !status {
+                r.call(
+                    "PUT",
+                    "/v1/deployments/halt",
+                    Some(&json!({"halted": true, "reason": reason})),
+                )?;
+            }
+            let h: Value = r.get_as("/v1/deployments/halt")?;
+            let text = match h["reason"].as_str() {
+                Some(why) => format!("every deployment is held: {why}"),
+                None => "no halt holds".to_owned(),
+            };
+            r.done(&h, &text)
+        }
+        DeploymentsCommand::Unhalt => {
+            r.call(
+                "PUT",
+                "/v1/deployments/halt",
+                Some(&json!({"halted": false})),
+            )?;
+            r.done(&json!({"halted": false}), "the halt is released")
+        }
         DeploymentsCommand::Abort { id } => {
+            let id = deployment_id(&r, &id)?;
             r.call(
                 "PUT",
                 &format!("/v1/deployments/deployments/{id}/status"),
@@ -653,39 +783,169 @@ pub(crate) fn deployments(args: &ServerArgs, command: DeploymentsCommand) -> Res
     }
 }
 
+/// The create body of `spec` (its plan file merged in), and its group when it names one.
+fn deployment_body(r: &Remote, spec: &DeploymentSpec) -> Result<(Value, Option<String>)> {
+    let name = spec.name.clone().unwrap_or_else(|| spec.artifact.clone());
+    let mut body = json!({"name": name, "artifact_name": spec.artifact});
+    if let Some(path) = &spec.plan {
+        let text =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let plan: Value = serde_json::from_slice(&text)
+            .with_context(|| format!("{} is not JSON", path.display()))?;
+        let Value::Object(fields) = plan else {
+            bail!("{} must hold a JSON object", path.display());
+        };
+        for (k, v) in fields {
+            if k != "phases" && k != "rollout" {
+                bail!("{}: unknown key {k:?} (phases, rollout)", path.display());
+            }
+            body[k] = v;
+        }
+    }
+    if let Some(g) = &spec.group {
+        return Ok((body, Some(g.clone())));
+    }
+    if spec.all {
+        body["all_devices"] = json!(true);
+    } else if spec.device.is_empty() {
+        bail!("say which devices: --all, --group NAME or --device ID");
+    } else {
+        let ids = spec
+            .device
+            .iter()
+            .map(|d| device_id(r, d))
+            .collect::<Result<Vec<_>>>()?;
+        body["devices"] = json!(ids);
+    }
+    Ok((body, None))
+}
+
+/// A plan as a table: one row per phase, then each skipped device with why, then totals.
+fn plan_rows(plan: &DeploymentPlan) -> Vec<Vec<String>> {
+    let mut rows = vec![vec![
+        "PHASE".into(),
+        "DEVICES".into(),
+        "UPDATES".into(),
+        "BYTES".into(),
+        "OPENS".into(),
+    ]];
+    for p in &plan.phases {
+        rows.push(vec![
+            p.id.clone(),
+            p.device_count.to_string(),
+            p.updates.to_string(),
+            p.bytes.to_string(),
+            p.earliest_start
+                .clone()
+                .unwrap_or_else(|| "when advanced".into()),
+        ]);
+    }
+    for d in plan
+        .devices
+        .iter()
+        .filter(|d| d.outcome != PlannedOutcome::Update)
+    {
+        rows.push(vec![
+            format!("skip {}", d.phase),
+            d.id.clone(),
+            format!("{:?}", d.outcome).to_lowercase(),
+            String::new(),
+            d.reason.clone().unwrap_or_default(),
+        ]);
+    }
+    let t = &plan.totals;
+    rows.push(vec![
+        "total".into(),
+        t.devices.to_string(),
+        t.updates.to_string(),
+        t.bytes.to_string(),
+        format!("{} skipped; digest {}", t.skipped, plan.digest),
+    ]);
+    rows
+}
+
+/// `POST .../deployments/{id}/{command}` of a phased deployment.
+fn rollout_command(r: &Remote, id: &str, command: &str, done: &str) -> Result<()> {
+    let id = deployment_id(r, id)?;
+    r.call(
+        "POST",
+        &format!("/v1/deployments/deployments/{id}/{command}"),
+        Some(&json!({})),
+    )?;
+    let d: Value = r.get_as(&format!("/v1/deployments/deployments/{id}"))?;
+    r.done(
+        &json!({"id": id, "rollout": d["rollout"]}),
+        &format!(
+            "deployment {id} {done}: phase {} of {}",
+            d["rollout"]["phase"], d["rollout"]["phases"]
+        ),
+    )
+}
+
+/// A deployment's status while it runs, the server's verdict once it finished.
+fn verdict(d: &Deployment) -> String {
+    match (&d.summary, d.status.is_final()) {
+        (Some(m), true) => format!("finished: {}", outcome_word(m.outcome)),
+        _ => d.status.to_string(),
+    }
+}
+
+fn outcome_word(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Pending => "pending",
+        Outcome::InProgress => "in progress",
+        Outcome::Succeeded => "succeeded",
+        Outcome::Failed => "failed",
+        Outcome::Aborted => "aborted",
+        Outcome::Incomplete => "incomplete",
+    }
+}
+
 fn show_deployment(r: &Remote, id: &str) -> Result<()> {
-    let d = r.get(&format!("/v1/deployments/deployments/{id}"))?;
-    let devices = r.get(&format!("/v1/deployments/deployments/{id}/devices"))?;
+    let d: Deployment = r.get_as(&format!("/v1/deployments/deployments/{id}"))?;
+    let devices: Vec<DeviceDeployment> =
+        r.get_as(&format!("/v1/deployments/deployments/{id}/devices"))?;
     let all = json!({"deployment": d, "devices": devices});
     r.print(&all, || {
         let mut rows = vec![vec!["DEVICE".into(), "STATUS".into(), "DETAIL".into()]];
         rows.push(vec![
-            format!("deployment {} ({})", s(&d["name"]), s(&d["artifact_name"])),
-            s(&d["status"]),
-            summary(&d["statistics"]),
+            format!("deployment {} ({})", d.name, d.artifact_name),
+            verdict(&d),
+            counters(&d.statistics),
         ]);
-        for x in devices.as_array().into_iter().flatten() {
-            rows.push(vec![s(&x["id"]), s(&x["status"]), s(&x["substate"])]);
+        for x in &devices {
+            rows.push(vec![
+                x.id.clone(),
+                x.status.to_string(),
+                x.substate.clone().unwrap_or_default(),
+            ]);
         }
         rows
     })
 }
 
-fn summary(stats: &Value) -> String {
-    stats["status"]
-        .as_object()
-        .map(|o| {
-            o.iter()
-                .filter(|(_, n)| n.as_u64().unwrap_or(0) > 0)
-                .map(|(k, n)| format!("{k} {n}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_default()
+/// The non-zero counters, e.g. `failure 1, success 4`.
+fn counters(stats: &DeploymentStatistics) -> String {
+    stats
+        .status
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
-/// Follows a deployment over the live events until it finishes: one progress bar per outcome
-/// on a terminal, a line per change otherwise, the final state as JSON with `--json`.
+/// The bars of `--watch`: one per group of the server's summary.
+const WATCH_GROUPS: [&str; 5] = ["success", "failure", "skipped", "in progress", "pending"];
+
+fn group_counts(m: &DeploymentSummary) -> [u64; 5] {
+    let c = &m.counts;
+    [c.success, c.failure, c.skipped, c.in_progress, c.pending]
+}
+
+/// Follows a deployment over the live events until it finishes: one progress bar per group
+/// on a terminal, a line per change otherwise, the final state as JSON with `--json`. Each
+/// event carries the deployment's new summary, so nothing is fetched again until the end.
 fn watch_deployment(r: &Remote, id: &str) -> Result<()> {
     use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
     let tty = std::io::stderr().is_terminal() && !r.json;
@@ -693,8 +953,7 @@ fn watch_deployment(r: &Remote, id: &str) -> Result<()> {
     let style = ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len}")
         .expect("a valid template")
         .progress_chars("=> ");
-    let groups = ["success", "failure", "in progress", "pending"];
-    let bars: Vec<ProgressBar> = groups
+    let bars: Vec<ProgressBar> = WATCH_GROUPS
         .iter()
         .map(|g| {
             let b = if tty {
@@ -708,35 +967,18 @@ fn watch_deployment(r: &Remote, id: &str) -> Result<()> {
         })
         .collect();
     let mut last = String::new();
-    let mut update = |d: &Value| {
-        let st = &d["statistics"]["status"];
-        let n = |k: &str| st[k].as_u64().unwrap_or(0);
-        let running = n("downloading")
-            + n("installing")
-            + n("rebooting")
-            + n("pause_before_installing")
-            + n("pause_before_rebooting")
-            + n("pause_before_committing");
-        let values = [
-            n("success") + n("already-installed"),
-            n("failure") + n("noartifact") + n("aborted") + n("decommissioned"),
-            running,
-            n("pending"),
-        ];
-        let total = d["max_devices"]
-            .as_u64()
-            .filter(|&t| t > 0)
-            .unwrap_or(values.iter().sum());
-        for (b, v) in bars.iter().zip(values) {
-            b.set_length(total);
-            b.set_position(v);
-        }
-        let line = summary(&d["statistics"]);
-        if !tty && !r.json && line != last {
-            eprintln!("{}: {line}", s(&d["status"]));
-            last = line;
-        }
-    };
+    let mut update =
+        |status: DeploymentStatus, m: &DeploymentSummary, stats: &DeploymentStatistics| {
+            for (b, v) in bars.iter().zip(group_counts(m)) {
+                b.set_length(m.counts.total);
+                b.set_position(v);
+            }
+            let line = counters(stats);
+            if !tty && !r.json && line != last {
+                eprintln!("{status}: {line}");
+                last = line;
+            }
+        };
     loop {
         // Subscribe first, then read the state: no change falls in between.
         let events = agent(r.ca_cert.as_deref(), Some(Duration::from_secs(60)))?
@@ -750,9 +992,12 @@ fn watch_deployment(r: &Remote, id: &str) -> Result<()> {
                 events.status()
             );
         }
-        let d = r.get(&format!("/v1/deployments/deployments/{id}"))?;
-        update(&d);
-        if d["status"] == "finished" {
+        let d: Deployment = r.get_as(&format!("/v1/deployments/deployments/{id}"))?;
+        let summary = d
+            .summary
+            .unwrap_or_else(|| DeploymentSummary::of(d.status, &d.statistics.status));
+        update(d.status, &summary, &d.statistics);
+        if d.status.is_final() {
             return finish_watch(r, id, &bars);
         }
         let reader = std::io::BufReader::new(events.into_body().into_reader());
@@ -761,13 +1006,12 @@ fn watch_deployment(r: &Remote, id: &str) -> Result<()> {
             let Some(data) = line.strip_prefix("data:") else {
                 continue;
             };
-            let Ok(e) = serde_json::from_str::<Value>(data.trim()) else {
-                continue;
+            let Ok(e) = serde_json::from_str::<Envelope>(data.trim()) else {
+                continue; // an event this version does not know
             };
-            if e["deployment_id"] == id || (e["type"] == "deployment" && e["id"] == id) {
-                let d = r.get(&format!("/v1/deployments/deployments/{id}"))?;
-                update(&d);
-                if d["status"] == "finished" {
+            if let Some(p) = e.event.deployment().filter(|p| p.id == id) {
+                update(p.status, &p.summary, &p.statistics);
+                if p.status.is_final() {
                     return finish_watch(r, id, &bars);
                 }
             }
@@ -776,8 +1020,40 @@ fn watch_deployment(r: &Remote, id: &str) -> Result<()> {
 }
 
 fn finish_watch(r: &Remote, id: &str, bars: &[indicatif::ProgressBar]) -> Result<()> {
+    // `abandon` keeps each bar where it is (`finish` would draw every bar full).
     for b in bars {
-        b.finish();
+        b.abandon();
     }
     show_deployment(r, id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unique_prefix;
+
+    #[test]
+    fn ids_are_taken_whole_or_by_a_unique_prefix() {
+        let ids = [
+            "0a1b2c3d-0000-4000-8000-000000000001".to_owned(),
+            "0a1b2c3d-0000-4000-8000-000000000002".to_owned(),
+            "ffee0011-0000-4000-8000-000000000003".to_owned(),
+        ];
+        let full = "12345678-0000-4000-8000-000000000009";
+        // (given, Ok(id) or the start of the error)
+        let table: [(&str, Result<&str, &str>); 6] = [
+            ("ffee0011", Ok(ids[2].as_str())),
+            (full, Ok(full)),
+            ("0a1b2c3d-0000-4000-8000-000000000002", Ok(ids[1].as_str())),
+            ("0a1b2c3d", Err("device id \"0a1b2c3d\" is ambiguous")),
+            ("99999999", Err("no device has an id starting with")),
+            ("ff", Err("device id \"ff\" is too short")),
+        ];
+        for (given, want) in table {
+            match (unique_prefix("device", given, &ids), want) {
+                (Ok(id), Ok(w)) => assert_eq!(id, w),
+                (Err(e), Err(w)) => assert!(e.to_string().starts_with(w), "{given}: {e}"),
+                (got, want) => panic!("{given}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
 }

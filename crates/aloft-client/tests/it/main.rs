@@ -1,6 +1,7 @@
 //! The `aloft` client on simulated A/B devices: install → reboot → commit, bootloader fallback,
 //! health-check rollback, hostile artifacts, and `kill -9` at random moments.
 
+mod delta;
 mod modules;
 mod power;
 mod safety;

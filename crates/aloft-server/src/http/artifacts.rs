@@ -1,26 +1,19 @@
 //! Artifacts and releases (`/api/management/v1/deployments/artifacts`, `.../releases`).
 //!
-//! An upload is streamed once: each chunk goes both to the blob store (under a temporary key)
-//! and, through a bounded channel, to the artifact library validating it on a blocking
-//! thread. Only when the whole file was accepted is the blob renamed to its digest and the
-//! metadata row written; anything else deletes the temporary blob, so a refused or cut upload
-//! leaves nothing behind.
+//! An upload is streamed into [`crate::service::artifacts::ingest`]; storage that cannot be
+//! reached answers 503. After a full rootfs artifact, the server makes deltas to it in the
+//! background ([`crate::service::deltas`]).
 
 use std::collections::BTreeMap;
-use std::io::Read;
 
 use aloft_api::management::{
-    Artifact, ArtifactFormat, ArtifactUpdate, DownloadLink, ErrorBody, ReleaseV1, TypeInfo, Update,
-    UpdateFile,
+    Artifact, ArtifactFormat, ArtifactUpdate, DownloadLink, ErrorBody, ReleaseV1, Update,
 };
-use aloft_artifact::{ArtifactReader, ReadOptions, SignatureState};
-use axum::body::Bytes;
 use axum::extract::multipart::{Field, MultipartRejection};
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -28,8 +21,8 @@ use super::{
     ApiJson, AppState, Page, Settings, UserAuth, check_uuid, created, paged, param, query_pairs,
 };
 use crate::error::{ApiError, ApiResult};
-use crate::store::{ArtifactQuery, ArtifactRow, StoreError};
-use crate::time::{now_us, rfc3339};
+use crate::store::{ArtifactQuery, ArtifactRow};
+use crate::time::rfc3339;
 
 pub(super) fn routes(settings: &Settings) -> OpenApiRouter<AppState> {
     let limit =
@@ -68,206 +61,17 @@ pub(crate) fn artifact_json(a: &ArtifactRow) -> Artifact {
     }
 }
 
-/// Feeds the validator thread the chunks of the upload, hashing them on the way.
-struct ChannelReader {
-    rx: tokio::sync::mpsc::Receiver<Bytes>,
-    current: Bytes,
-    sha: Sha256,
-    total: u64,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.current.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(b) => self.current = b,
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.current.len());
-        let chunk = self.current.split_to(n);
-        buf[..n].copy_from_slice(&chunk);
-        self.sha.update(&chunk);
-        self.total += n as u64;
-        Ok(n)
-    }
-}
-
-/// Validates an artifact (checksums, signature structure, header) and describes it.
-fn check_artifact<R: Read + Send>(reader: R, now: i64) -> Result<ArtifactRow, String> {
-    let rd = ArtifactReader::open(reader, &ReadOptions::default())
-        .map_err(|e| aloft_artifact::error_chain(&e))?;
-    let info = rd.info().clone();
-    let summary = rd.validate().map_err(|e| aloft_artifact::error_chain(&e))?;
-    let mut depends: BTreeMap<String, Value> = BTreeMap::new();
-    depends.insert("device_type".into(), json!(info.device_types));
-    if !info.depends_artifact_name.is_empty() {
-        depends.insert("artifact_name".into(), json!(info.depends_artifact_name));
-    }
-    if !info.depends_group.is_empty() {
-        depends.insert("artifact_group".into(), json!(info.depends_group));
-    }
-    let mut clears = Vec::new();
-    let mut updates = Vec::new();
-    let date = rfc3339(now);
-    for (i, p) in info.payloads.iter().enumerate() {
-        for (k, v) in &p.type_info.depends {
-            depends.insert(k.clone(), serde_json::to_value(v).unwrap_or(Value::Null));
-        }
-        clears.extend(p.type_info.clears.clone().unwrap_or_default());
-        updates.push(Update {
-            type_info: TypeInfo {
-                kind: p.payload_type.as_str().map(str::to_owned),
-            },
-            meta_data: p.meta_data.clone().map_or_else(|| json!({}), Value::Object),
-            files: summary
-                .files
-                .iter()
-                .filter(|f| f.payload == i && !f.augment)
-                .map(|f| UpdateFile {
-                    name: f.name.clone(),
-                    checksum: hex::encode(f.sha256),
-                    size: f.size,
-                    date: date.clone(),
-                })
-                .collect(),
-        });
-    }
-    Ok(ArtifactRow {
-        id: String::new(),
-        name: info.name.clone(),
-        description: String::new(),
-        device_types: info.device_types.clone(),
-        depends,
-        provides: info.provides(),
-        clears,
-        updates: serde_json::to_value(&updates).unwrap_or(Value::Null),
-        format_version: info.format_version,
-        signed: info.signature != SignatureState::Unsigned,
-        size: summary.artifact_size,
-        sha256: String::new(),
-        modified: now,
-    })
-}
-
-/// Streams the `artifact` part to storage while validating it; returns the stored row.
-async fn ingest(
-    st: &AppState,
-    mut field: Field<'_>,
-    declared_size: Option<u64>,
-    description: String,
-    id: Option<String>,
-) -> ApiResult<ArtifactRow> {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
-    let now = now_us();
-    let validator = tokio::task::spawn_blocking(move || {
-        let mut reader = ChannelReader {
-            rx,
-            current: Bytes::new(),
-            sha: Sha256::new(),
-            total: 0,
-        };
-        let result = check_artifact(&mut reader, now);
-        // Read whatever follows the last member (tar padding), so the digest covers the file.
-        let _ = std::io::copy(&mut reader, &mut std::io::sink());
-        (result, hex::encode(reader.sha.finalize()), reader.total)
-    });
-    let mut upload = st.blobs.start_upload().await.map_err(ApiError::internal)?;
-    let max = st.settings.max_artifact_bytes;
-    let mut received: u64 = 0;
-    let mut failure: Option<ApiError> = None;
-    loop {
-        match field.chunk().await {
-            Ok(Some(chunk)) => {
-                received += chunk.len() as u64;
-                if received > max {
-                    failure = Some(ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        format!("artifact larger than {max} bytes"),
-                    ));
-                    break;
-                }
-                if let Err(e) = st.blobs.write(&mut upload, &chunk).await {
-                    failure = Some(ApiError::internal(e));
-                    break;
-                }
-                if tx.send(chunk).await.is_err() {
-                    break; // the validator stopped: its error says why
-                }
-            }
-            Ok(None) => break,
-            Err(e) => {
-                failure = Some(ApiError::bad_request(format!(
-                    "upload interrupted: {}",
-                    e.body_text()
-                )));
-                break;
-            }
-        }
-    }
-    drop(tx);
-    let (result, sha256, validated_bytes) = validator.await.map_err(ApiError::internal)?;
-    let outcome = match (failure, result) {
-        (Some(e), _) => Err(e),
-        (None, Err(msg)) => Err(ApiError::bad_request(format!("invalid artifact: {msg}"))),
-        (None, Ok(_)) if declared_size.is_some_and(|s| s != received) => {
-            Err(ApiError::bad_request(format!(
-                "the artifact has {received} bytes, the size part said {}",
-                declared_size.unwrap_or_default()
-            )))
-        }
-        (None, Ok(_)) if validated_bytes != received => {
-            Err(ApiError::bad_request("the artifact has data after its end"))
-        }
-        (None, Ok(mut row)) => {
-            row.id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-            row.description = description;
-            row.sha256 = sha256;
-            row.size = received;
-            Ok(row)
-        }
-    };
-    let row = match outcome {
-        Ok(row) => row,
-        Err(e) => {
-            st.blobs.abort(upload).await;
-            return Err(e);
-        }
-    };
-    st.blobs
-        .commit(upload, &row.sha256)
-        .await
-        .map_err(ApiError::internal)?;
-    match st.store.insert_artifact(&row).await {
-        Ok(()) => Ok(row),
-        Err(e) => {
-            // The blob may be shared with an artifact of the same content: delete only if not.
-            if !st.store.blob_in_use(&row.sha256).await.unwrap_or(true) {
-                let _ = st.blobs.delete(&row.sha256).await;
-            }
-            Err(match e {
-                StoreError::Conflict(dt) => {
-                    let mut err = ApiError::conflict(
-                        "An artifact with the same name has conflicting depends (an artifact with the same name and depends already exists)",
-                    );
-                    err.extra = Some(json!({"metadata": {"conflict": {"device_type": dt}}}));
-                    err
-                }
-                other => other.into(),
-            })
-        }
-    }
-}
-
 /// Upload an artifact (multipart: optional `size`, `description`, `artifact_id`, then `artifact`).
 #[utoipa::path(post, path = "/api/management/v1/deployments/artifacts", tag = "artifacts", security(("bearer" = [])),
     request_body(content_type = "multipart/form-data", description = "parts size?, description?, artifact_id?, artifact"),
     responses((status = 201, description = "stored; Location: ./management/v1/deployments/artifacts/<id>"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)))]
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 503, description = "the artifact storage cannot be reached; nothing was stored", body = ErrorBody)))]
 async fn upload(
     State(st): State<AppState>,
     _u: UserAuth,
+    version: axum::http::Version,
     mp: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<Response> {
     let mut mp = mp.map_err(|e| {
@@ -288,10 +92,7 @@ async fn upload(
         };
         match field.name().unwrap_or_default() {
             "size" => {
-                let t = field
-                    .text()
-                    .await
-                    .map_err(|e| ApiError::bad_request(e.body_text()))?;
+                let t = text_part(field, "size", 64).await?;
                 size = Some(
                     t.trim()
                         .parse::<u64>()
@@ -299,27 +100,33 @@ async fn upload(
                 );
             }
             "description" => {
-                description = field
-                    .text()
-                    .await
-                    .map_err(|e| ApiError::bad_request(e.body_text()))?;
-                if description.len() > 4096 {
-                    return Err(ApiError::bad_request(
-                        "description longer than 4096 characters",
-                    ));
-                }
+                description = text_part(field, "description", 4096).await?;
             }
             "artifact_id" => {
-                let t = field
-                    .text()
-                    .await
-                    .map_err(|e| ApiError::bad_request(e.body_text()))?;
+                let t = text_part(field, "artifact_id", 64).await?;
                 check_uuid(t.trim())?;
                 id = Some(t.trim().to_lowercase());
             }
             "artifact" => {
-                let row = ingest(&st, field, size, description, id).await?;
+                let row = match crate::service::artifacts::ingest(&st, field, size, description, id)
+                    .await
+                {
+                    Ok(row) => row,
+                    // The rest of the body may be unread (storage down, too large): say that the
+                    // connection closes, so that the client does not send its next request on it.
+                    Err(e) => {
+                        let mut resp = e.into_response();
+                        if version < axum::http::Version::HTTP_2 {
+                            resp.headers_mut().insert(
+                                axum::http::header::CONNECTION,
+                                axum::http::HeaderValue::from_static("close"),
+                            );
+                        }
+                        return Ok(resp);
+                    }
+                };
                 tracing::info!(artifact.id = %row.id, artifact.name = %row.name, size_bytes = row.size, "artifact uploaded");
+                crate::service::deltas::after_upload(&st, &row);
                 return Ok(created(&format!(
                     "./management/v1/deployments/artifacts/{}",
                     row.id
@@ -328,6 +135,24 @@ async fn upload(
             _ => {}
         }
     }
+}
+
+/// A text part, refused as soon as it grows past `max` bytes (never read whole first).
+async fn text_part(mut field: Field<'_>, name: &str, max: usize) -> ApiResult<String> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field
+        .chunk()
+        .await
+        .map_err(|e| ApiError::bad_request(e.body_text()))?
+    {
+        if bytes.len() + chunk.len() > max {
+            return Err(ApiError::bad_request(format!(
+                "{name} longer than {max} bytes"
+            )));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    String::from_utf8(bytes).map_err(|_| ApiError::bad_request(format!("{name} is not UTF-8")))
 }
 
 fn artifact_query(q: &[(String, String)]) -> ApiResult<ArtifactQuery> {
@@ -439,11 +264,9 @@ async fn delete_artifact(
 ) -> ApiResult<StatusCode> {
     let a = find(&st, &id).await?;
     let shared = st.store.delete_artifact(&id).await?;
-    if !shared {
-        st.blobs
-            .delete(&a.sha256)
-            .await
-            .map_err(ApiError::internal)?;
+    // The row is gone: a file that cannot be deleted now is an orphan the cleanup removes.
+    if let Err(e) = st.blobs.delete(&a, shared).await {
+        tracing::warn!(artifact.id = %id, error = %e, "artifact file not deleted; the orphan cleanup removes it");
     }
     tracing::info!(artifact.id = %id, "artifact deleted");
     Ok(StatusCode::NO_CONTENT)
@@ -462,7 +285,7 @@ async fn download_link(
 ) -> ApiResult<axum::Json<DownloadLink>> {
     let a = find(&st, &id).await?;
     let host = super::device::request_host(&headers);
-    let (uri, expire) = super::device::download_link(&st, &a.id, host.as_deref());
+    let (uri, expire) = super::device::download_link(&st, &a, host.as_deref()).await?;
     Ok(axum::Json(DownloadLink { uri, expire }))
 }
 
@@ -486,12 +309,8 @@ async fn storage_limits(
             ..ArtifactQuery::default()
         })
         .await?;
-    let mut seen = std::collections::BTreeSet::new();
-    let usage = rows
-        .iter()
-        .filter(|a| seen.insert(a.sha256.clone()))
-        .map(|a| a.size)
-        .sum();
+    // Each artifact has its own file (older data folders shared files of equal content).
+    let usage = rows.iter().map(|a| a.size).sum();
     Ok(axum::Json(StorageLimit { limit: 0, usage }))
 }
 

@@ -3,27 +3,31 @@
 use std::collections::BTreeMap;
 
 use aloft_api::management::{
-    Deployment, DeploymentStatistics, DeviceDeployment, DeviceHistoryEntry, ErrorBody,
-    NewDeployment, NewGroupDeployment, StatusBody,
+    Deployment, DeploymentPlan, DeploymentStatistics, DeviceDeployment, DeviceHistoryEntry,
+    ErrorBody, NewDeployment, NewGroupDeployment, NewPhase, RolloutOptions, StatusBody,
 };
+use aloft_api::time::parse_rfc3339;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::artifacts::artifact_json;
 use super::{ApiJson, AppState, Page, UserAuth, check_uuid, created, paged, param, query_pairs};
+use crate::domain::rollouts::Plan;
 use crate::error::{ApiError, ApiResult};
-use crate::store::{DeploymentQuery, DeploymentRow, DeviceDeploymentRow, InventoryQuery};
-use crate::time::{now_us, rfc3339, rfc3339_opt};
+use crate::service::deployments::{self, DeploymentView, RolloutView, Target};
+use crate::service::plans;
+use crate::store::{DeploymentQuery, DeploymentRow, DeviceDeploymentRow};
+use crate::time::{rfc3339, rfc3339_opt};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create, list))
         .routes(routes!(create_for_group))
+        .routes(routes!(dry_run))
         .routes(routes!(get_one))
         .routes(routes!(statistics))
         .routes(routes!(statistics_list))
@@ -36,27 +40,43 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(reset_history))
 }
 
-/// A deployment with its statistics.
-pub(crate) async fn deployment_json(st: &AppState, d: &DeploymentRow) -> ApiResult<Deployment> {
-    let stats = st.store.deployment_stats(&d.id).await?;
-    Ok(Deployment {
+/// A deployment with its statistics and summary, in Mender's shape.
+pub(crate) fn deployment_json(v: &DeploymentView) -> Deployment {
+    let (d, stats) = (&v.row, &v.stats);
+    Deployment {
         id: d.id.clone(),
         name: d.name.clone(),
         artifact_name: d.artifact_name.clone(),
         created: rfc3339(d.created),
         finished: rfc3339_opt(d.finished),
-        status: d.status.clone(),
+        status: v.status,
+        summary: Some(v.summary),
         kind: "software".into(),
         device_count: stats.device_count,
         max_devices: (stats.max_devices > 0).then_some(stats.max_devices),
         groups: d.groups.clone(),
-        artifacts: stats.artifacts,
+        artifacts: stats.artifacts.clone(),
         force_installation: d.force_installation,
         statistics: DeploymentStatistics {
-            status: stats.by_status,
+            status: stats.by_status.clone(),
             total_size: stats.total_size,
         },
-    })
+        phases: v
+            .rollout
+            .as_ref()
+            .map(RolloutView::phases)
+            .unwrap_or_default(),
+        rollout: v.rollout.as_ref().map(RolloutView::info),
+    }
+}
+
+/// The plan of a new deployment's `phases` and `rollout`, or why they are refused.
+fn plan(phases: Option<&[NewPhase]>, options: Option<&RolloutOptions>) -> ApiResult<Option<Plan>> {
+    Plan::parse(phases, options, parse_rfc3339).map_err(ApiError::bad_request)
+}
+
+async fn view(st: &AppState, row: DeploymentRow) -> ApiResult<Deployment> {
+    Ok(deployment_json(&deployments::view(st.ctx(), row).await?))
 }
 
 fn check_names(name: &str, artifact: &str) -> ApiResult<()> {
@@ -70,82 +90,15 @@ fn check_names(name: &str, artifact: &str) -> ApiResult<()> {
     Ok(())
 }
 
-async fn accepted_devices(st: &AppState, group: Option<String>) -> ApiResult<Vec<String>> {
-    let q = InventoryQuery {
-        filters: vec![crate::store::Filter {
-            scope: "identity".into(),
-            attribute: "status".into(),
-            op: "$eq".into(),
-            value: serde_json::json!("accepted"),
-        }],
-        group,
-        page: 0,
-        per_page: 0,
-        ..InventoryQuery::default()
-    };
-    Ok(st.store.search_inventory(&q).await?.0)
-}
-
-async fn insert(
-    st: &AppState,
-    name: String,
-    artifact_name: String,
-    mut devices: Vec<String>,
-    groups: Vec<String>,
-    force: bool,
-    all: bool,
-) -> ApiResult<Response> {
-    if !st.store.release_exists(&artifact_name).await? {
-        return Err(ApiError::unprocessable("No artifact for the deployment"));
-    }
-    devices.sort();
-    devices.dedup();
-    if devices.is_empty() {
-        return Err(ApiError::bad_request("No devices for the deployment"));
-    }
-    let mut h = Sha256::new();
-    for part in [
-        name.as_str(),
-        artifact_name.as_str(),
-        if force { "force" } else { "" },
-        if all { "all" } else { "" },
-    ] {
-        h.update(part.as_bytes());
-        h.update([0]);
-    }
-    for g in &groups {
-        h.update(g.as_bytes());
-        h.update([1]);
-    }
-    for d in &devices {
-        h.update(d.as_bytes());
-        h.update([2]);
-    }
-    let row = DeploymentRow {
-        id: uuid::Uuid::new_v4().to_string(),
-        name,
-        artifact_name,
-        created: now_us(),
-        finished: None,
-        status: "pending".into(),
-        groups,
-        force_installation: force,
-        all_devices: all,
-    };
-    st.store
-        .create_deployment(&row, &devices, &hex::encode(h.finalize()))
-        .await?;
-    st.caches.deployments_changed();
-    st.events.publish(
-        "deployment",
-        serde_json::json!({"id": row.id, "status": "pending", "name": row.name}),
-    );
-    tracing::info!(deployment.id = %row.id, artifact.name = %row.artifact_name, devices = devices.len(), "deployment created");
+async fn insert(st: &AppState, d: deployments::NewDeployment) -> ApiResult<Response> {
+    let id = deployments::create(st.ctx(), d).await?;
     Ok(created(&format!(
-        "./management/v1/deployments/deployments/{}",
-        row.id
+        "./management/v1/deployments/deployments/{id}"
     )))
 }
+
+/// Most devices a deployment may name one by one.
+const MAX_LISTED_DEVICES: usize = 10_000;
 
 /// Create a deployment for devices, or for every accepted device.
 #[utoipa::path(post, path = "/api/management/v1/deployments/deployments", tag = "deployments", security(("bearer" = [])),
@@ -158,9 +111,14 @@ async fn create(
     _u: UserAuth,
     ApiJson(b): ApiJson<NewDeployment>,
 ) -> ApiResult<Response> {
+    insert(&st, new_deployment(b)?).await
+}
+
+/// A create body as the service takes it, or why it is refused.
+fn new_deployment(b: NewDeployment) -> ApiResult<deployments::NewDeployment> {
     check_names(&b.name, &b.artifact_name)?;
     let all = b.all_devices.unwrap_or(false);
-    let devices = match (b.devices, all) {
+    let target = match (b.devices, all) {
         (Some(_), true) => {
             return Err(ApiError::bad_request(
                 "give either devices or all_devices, not both",
@@ -168,29 +126,40 @@ async fn create(
         }
         (None, false) => return Err(ApiError::bad_request("give devices or all_devices")),
         (Some(list), false) => {
-            if list.len() > 100_000 || list.iter().any(|d| d.is_empty() || d.len() > 128) {
+            if list.len() > MAX_LISTED_DEVICES {
+                return Err(ApiError::bad_request(format!(
+                    "at most {MAX_LISTED_DEVICES} devices can be listed; deploy to a group or to all devices"
+                )));
+            }
+            if list.iter().any(|d| d.is_empty() || d.len() > 128) {
                 return Err(ApiError::bad_request("invalid device list"));
             }
-            list
+            Target::Devices(list)
         }
-        (None, true) => accepted_devices(&st, None).await?,
+        (None, true) => Target::All,
     };
-    let mut groups = Vec::new();
-    if devices.len() == 1
-        && let Some(g) = st.store.device(&devices[0]).await?.and_then(|d| d.group)
-    {
-        groups.push(g);
-    }
-    insert(
-        &st,
-        b.name,
-        b.artifact_name,
-        devices,
-        groups,
-        b.force_installation.unwrap_or(false),
-        all,
-    )
-    .await
+    Ok(deployments::NewDeployment {
+        name: b.name,
+        artifact_name: b.artifact_name,
+        target,
+        force: b.force_installation.unwrap_or(false),
+        plan: plan(b.phases.as_deref(), b.rollout.as_ref())?,
+        expect_plan: b.expect_plan,
+    })
+}
+
+/// A dry run: what this deployment would do, device by device, without creating it.
+#[utoipa::path(post, path = "/api/management/v1/deployments/deployments/plan", tag = "rollouts", security(("bearer" = [])),
+    request_body = NewDeployment,
+    responses((status = 200, body = DeploymentPlan), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+async fn dry_run(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    ApiJson(b): ApiJson<NewDeployment>,
+) -> ApiResult<axum::Json<DeploymentPlan>> {
+    let d = new_deployment(b)?;
+    Ok(axum::Json(plans::plan(st.ctx(), &d).await?))
 }
 
 /// Create a deployment for the accepted devices of a static group.
@@ -211,15 +180,17 @@ async fn create_for_group(
         ));
     }
     super::inventory::check_group(&group)?;
-    let devices = accepted_devices(&st, Some(group.clone())).await?;
+    let plan = plan(b.phases.as_deref(), b.rollout.as_ref())?;
     insert(
         &st,
-        b.name,
-        b.artifact_name,
-        devices,
-        vec![group],
-        b.force_installation.unwrap_or(false),
-        false,
+        deployments::NewDeployment {
+            name: b.name,
+            artifact_name: b.artifact_name,
+            target: Target::Group(group),
+            force: b.force_installation.unwrap_or(false),
+            plan,
+            expect_plan: b.expect_plan,
+        },
     )
     .await
 }
@@ -267,10 +238,11 @@ async fn list(State(st): State<AppState>, _u: UserAuth, uri: Uri) -> ApiResult<R
     } else {
         (Vec::new(), 0)
     };
-    let mut items = Vec::with_capacity(rows.len());
-    for r in &rows {
-        items.push(deployment_json(&st, r).await?);
-    }
+    let items: Vec<Deployment> = deployments::views(st.ctx(), rows)
+        .await?
+        .iter()
+        .map(deployment_json)
+        .collect();
     let has_next = page.page.saturating_mul(page.per_page) < total;
     Ok(paged(
         &items,
@@ -297,8 +269,9 @@ async fn get_one(
     _u: UserAuth,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Deployment>> {
-    let d = find(&st, &id).await?;
-    Ok(axum::Json(deployment_json(&st, &d).await?))
+    check_uuid(&id)?;
+    let v = deployments::find(st.ctx(), &id).await?;
+    Ok(axum::Json(deployment_json(&v)))
 }
 
 /// Device counts per status (all 13 keys).
@@ -366,13 +339,7 @@ async fn abort(
             "the only accepted status is \"aborted\"",
         ));
     }
-    st.store.abort_deployment(&id, now_us()).await?;
-    st.caches.deployments_changed();
-    st.events.publish(
-        "deployment",
-        serde_json::json!({"id": id, "status": "aborted"}),
-    );
-    tracing::info!(deployment.id = %id, "deployment aborted");
+    deployments::abort(st.ctx(), &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -395,13 +362,14 @@ async fn device_items(
         };
         out.push(DeviceDeployment {
             id: r.device_id.clone(),
-            status: r.status.clone(),
+            status: crate::service::stored(&r.status)?,
             substate: r.substate.clone(),
             created: rfc3339(r.created),
             started: rfc3339_opt(r.started),
             finished: rfc3339_opt(r.finished),
             log: r.has_log,
             image,
+            phase: r.phase.saturating_add(1),
         });
     }
     Ok(out)
@@ -524,7 +492,7 @@ async fn history(
         if let Some(d) = st.store.deployment(&r.deployment_id).await? {
             out.push(DeviceHistoryEntry {
                 id: r.id.clone(),
-                deployment: deployment_json(&st, &d).await?,
+                deployment: view(&st, d).await?,
                 device: item,
             });
         }
@@ -546,8 +514,7 @@ async fn abort_device(
     _u: UserAuth,
     Path(device): Path<String>,
 ) -> ApiResult<StatusCode> {
-    st.store.abort_device(&device, now_us()).await?;
-    st.caches.deployments_changed();
+    deployments::abort_device(st.ctx(), &device).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -560,6 +527,6 @@ async fn reset_history(
     _u: UserAuth,
     Path(device): Path<String>,
 ) -> ApiResult<StatusCode> {
-    st.store.delete_device_history(&device).await?;
+    deployments::reset_history(st.ctx(), &device).await?;
     Ok(StatusCode::NO_CONTENT)
 }

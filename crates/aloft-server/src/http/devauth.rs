@@ -11,10 +11,66 @@ use utoipa_axum::routes;
 use super::{ApiJson, AppState, Page, UserAuth, created, param, query_pairs};
 use crate::auth::{self, DeviceKey};
 use crate::error::{ApiError, ApiResult};
+use crate::service::stored;
 use crate::store::DeviceRow;
-use crate::time::{now_us, rfc3339, rfc3339_opt};
+use crate::throttle::ClientKey;
+use crate::time::{rfc3339, rfc3339_opt};
+use aloft_api::status::DeviceStatus;
 
-const STATUSES: [&str; 5] = ["pending", "accepted", "rejected", "preauthorized", "noauth"];
+/// Largest authentication request body.
+pub(crate) const MAX_AUTH_REQUEST_BYTES: usize = 16 << 10;
+/// Largest identity (its JSON text).
+const MAX_IDENTITY_BYTES: usize = 4 << 10;
+/// Largest public key (PEM); an RSA-8192 key is about 1.5 KiB.
+const MAX_PUBKEY_BYTES: usize = 8 << 10;
+/// Most auth sets (keys) one device may have; an operator deletes old ones to add more.
+const MAX_AUTH_SETS: u64 = 16;
+
+/// The size bounds of an identity and a key (413 beyond them).
+pub(crate) fn check_admission_sizes(identity_json_len: usize, pubkey_len: usize) -> ApiResult<()> {
+    let too_large = |what: &str, max: usize| {
+        Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("{what} larger than {max} bytes"),
+        ))
+    };
+    if identity_json_len > MAX_IDENTITY_BYTES {
+        return too_large("identity data", MAX_IDENTITY_BYTES);
+    }
+    if pubkey_len > MAX_PUBKEY_BYTES {
+        return too_large("public key", MAX_PUBKEY_BYTES);
+    }
+    Ok(())
+}
+
+/// Whether an unauthenticated auth request may add what it would add: a new key to a device
+/// (at most [`MAX_AUTH_SETS`], 400 beyond) or a new device (new identities are rate-limited per
+/// client and overall, 429 with `Retry-After` beyond). Known keys always pass.
+pub(crate) async fn check_admission(
+    st: &AppState,
+    client: &ClientKey,
+    identity_hash: &str,
+    pubkey: &str,
+) -> ApiResult<()> {
+    let f = st.store.admission_footprint(identity_hash, pubkey).await?;
+    if f.key_known {
+        return Ok(());
+    }
+    if f.device_exists {
+        if f.auth_sets >= MAX_AUTH_SETS {
+            return Err(ApiError::bad_request(format!(
+                "the device has {MAX_AUTH_SETS} auth sets already; an operator must delete one first"
+            )));
+        }
+        return Ok(());
+    }
+    let t = &st.throttles;
+    t.new_identity_client.take_both(
+        client,
+        (&t.new_identity_all, "all"),
+        "too many new devices from this address or overall",
+    )
+}
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -29,15 +85,16 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// The JSON of a device.
-pub(crate) fn device_json(d: &DeviceRow) -> Device {
-    Device {
+pub(crate) fn device_json(d: &DeviceRow) -> ApiResult<Device> {
+    let status: DeviceStatus = stored(&d.status)?;
+    Ok(Device {
         id: d.id.clone(),
         identity_data: d.identity.clone(),
-        status: d.status.clone(),
+        status,
         decommissioning: false,
         created_ts: rfc3339(d.created_ts),
         updated_ts: rfc3339(d.updated_ts),
-        check_in_time: if d.status == "accepted" {
+        check_in_time: if status == DeviceStatus::Accepted {
             rfc3339_opt(d.check_in_time)
         } else {
             None
@@ -45,19 +102,23 @@ pub(crate) fn device_json(d: &DeviceRow) -> Device {
         auth_sets: d
             .auth_sets
             .iter()
-            .map(|a| AuthSet {
-                id: a.id.clone(),
-                identity_data: d.identity.clone(),
-                pubkey: a.pubkey.clone(),
-                status: a.status.clone(),
-                ts: rfc3339(a.ts),
+            .map(|a| {
+                Ok(AuthSet {
+                    id: a.id.clone(),
+                    identity_data: d.identity.clone(),
+                    pubkey: a.pubkey.clone(),
+                    status: stored(&a.status)?,
+                    ts: rfc3339(a.ts),
+                })
             })
-            .collect(),
-    }
+            .collect::<ApiResult<_>>()?,
+    })
 }
 
 fn check_status(s: &str) -> ApiResult<()> {
-    if STATUSES.contains(&s) {
+    if s.parse::<DeviceStatus>()
+        .is_ok_and(|s| s != DeviceStatus::Decommissioned)
+    {
         Ok(())
     } else {
         Err(ApiError::bad_request(format!(
@@ -86,7 +147,10 @@ async fn list(
     // One extra row tells whether a next page exists (devauth sends no total count).
     let has_next = rows.len() as u64 > page.per_page;
     rows.truncate(usize::try_from(page.per_page).unwrap_or(usize::MAX));
-    let body: Vec<Device> = rows.iter().map(device_json).collect();
+    let body = rows
+        .iter()
+        .map(device_json)
+        .collect::<ApiResult<Vec<_>>>()?;
     let mut r = axum::Json(body).into_response();
     if let Ok(v) = page.link(path, query, has_next).parse() {
         r.headers_mut().insert(axum::http::header::LINK, v);
@@ -193,9 +257,8 @@ async fn preauthorize(
     let key = DeviceKey::parse(&req.pubkey).map_err(ApiError::bad_request)?;
     let (identity, hash) =
         auth::canonical_identity_value(req.identity_data).map_err(ApiError::bad_request)?;
-    match st
-        .store
-        .preauthorize(&hash, &identity, &key.pem, req.force, now_us())
+    check_admission_sizes(identity.to_string().len(), key.pem.len())?;
+    match crate::service::admission::preauthorize(st.ctx(), &hash, &identity, &key.pem, req.force)
         .await?
     {
         Ok(id) => Ok(created(&format!("devices/{id}"))),
@@ -205,7 +268,7 @@ async fn preauthorize(
                 .device(&existing)
                 .await?
                 .ok_or_else(|| ApiError::conflict("device exists"))?;
-            Ok((StatusCode::CONFLICT, axum::Json(device_json(&d))).into_response())
+            Ok((StatusCode::CONFLICT, axum::Json(device_json(&d)?)).into_response())
         }
     }
 }
@@ -224,7 +287,7 @@ async fn get_device(
         .device(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("device not found"))?;
-    Ok(axum::Json(device_json(&d)))
+    Ok(axum::Json(device_json(&d)?))
 }
 
 /// Decommission a device: it, its keys, tokens and inventory are deleted; its open
@@ -237,14 +300,7 @@ async fn decommission(
     _u: UserAuth,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let gone = st.store.decommission(&id, now_us()).await?;
-    st.events.publish(
-        "device",
-        serde_json::json!({"id": id, "status": "decommissioned"}),
-    );
-    st.caches.revoked();
-    if gone {
-        tracing::info!(device.id = %id, "device decommissioned");
+    if crate::service::admission::decommission(st.ctx(), &id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("device not found"))
@@ -260,8 +316,7 @@ async fn delete_auth_set(
     _u: UserAuth,
     Path((id, aid)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    st.store.delete_auth_set(&id, &aid, now_us()).await?;
-    st.caches.revoked();
+    crate::service::admission::delete_auth_set(st.ctx(), &id, &aid).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -300,21 +355,18 @@ async fn set_auth_status(
     Path((id, aid)): Path<(String, String)>,
     ApiJson(body): ApiJson<StatusBody>,
 ) -> ApiResult<StatusCode> {
-    if !matches!(body.status.as_str(), "accepted" | "rejected" | "pending") {
-        return Err(ApiError::bad_request(format!(
-            "status must be accepted, rejected or pending, not {:?}",
-            body.status
-        )));
-    }
-    st.store
-        .set_auth_status(&id, &aid, &body.status, now_us())
-        .await?;
-    st.caches.revoked();
-    st.events.publish(
-        "device",
-        serde_json::json!({"id": id, "status": body.status}),
-    );
-    tracing::info!(device.id = %id, auth_set.id = %aid, status = %body.status, "auth set status changed");
+    let status = body
+        .status
+        .parse::<aloft_api::status::AuthSetStatus>()
+        .ok()
+        .filter(|s| *s != aloft_api::status::AuthSetStatus::Preauthorized)
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "status must be accepted, rejected or pending, not {:?}",
+                body.status
+            ))
+        })?;
+    crate::service::admission::set_auth_status(st.ctx(), &id, &aid, status).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -328,13 +380,10 @@ async fn revoke_token(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     // Only device tokens: a user token id here is "not found".
-    match st.store.use_token(&id, now_us()).await? {
-        Some(t) if t.kind == crate::store::TokenKind::Device => {
-            st.store.delete_token(&id, None).await?;
-            st.caches.revoked();
-            Ok(StatusCode::NO_CONTENT)
-        }
-        _ => Err(ApiError::not_found("token not found")),
+    if crate::service::admission::revoke_device_token(st.ctx(), &id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("token not found"))
     }
 }
 

@@ -8,7 +8,7 @@ use aloft_api::device::{
     InventoryAttribute, NextRequestV2, StatusReport,
 };
 use aloft_api::management::ErrorBody;
-use aloft_api::status;
+use aloft_api::status::DeviceDeploymentStatus;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -19,10 +19,11 @@ use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{ApiJson, AppState, DeviceAuth, check_uuid};
-use crate::auth::{self, AUD_DEVICE, Claims, DeviceKey, ISSUER};
+use super::{ApiJson, AppState, DeviceAuth, check_uuid, devauth};
+use crate::auth::{self, DeviceKey};
 use crate::error::{ApiError, ApiResult};
-use crate::store::{ArtifactRow, StatusOutcome, TokenKind, TokenRow};
+use crate::service::{admission, scheduling};
+use crate::store::ArtifactRow;
 use crate::time::{now_us, rfc3339};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -41,14 +42,26 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
     request_body = AuthRequest,
     params(("X-MEN-Signature" = String, Header, description = "base64 signature of the raw body")),
     responses((status = 200, description = "the device token", content_type = "application/jwt", body = String),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "too many new devices; see Retry-After")))]
 async fn auth_request(
     State(st): State<AppState>,
+    client: crate::throttle::ClientKey,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
+    if body.len() > devauth::MAX_AUTH_REQUEST_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "authentication request larger than {} bytes",
+                devauth::MAX_AUTH_REQUEST_BYTES
+            ),
+        ));
+    }
     let req: AuthRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("malformed authentication request: {e}")))?;
+    devauth::check_admission_sizes(req.id_data.len(), req.pubkey.len())?;
     let sig = headers
         .get("x-men-signature")
         .and_then(|v| v.to_str().ok())
@@ -57,51 +70,24 @@ async fn auth_request(
     key.verify(&body, sig)
         .map_err(|e| ApiError::unauthorized(format!("signature verification failed: {e}")))?;
     let (identity, hash) = auth::canonical_identity(&req.id_data).map_err(ApiError::bad_request)?;
-    let now = now_us();
-    let outcome = st
-        .store
-        .auth_request(&hash, &identity, &key.pem, now)
-        .await?;
-    if outcome.changed {
-        st.events.publish(
-            "device",
-            serde_json::json!({"id": outcome.device_id, "status": outcome.status}),
-        );
-    }
-    if outcome.status != "accepted" {
-        tracing::info!(device.id = %outcome.device_id, device.status = %outcome.status, "device not admitted");
-        return Err(ApiError::unauthorized("unauthorized"));
-    }
-    let jti = uuid::Uuid::new_v4().to_string();
-    let secs = now / 1_000_000;
-    let claims = Claims {
-        jti: jti.clone(),
-        sub: outcome.device_id.clone(),
-        iss: ISSUER.into(),
-        aud: AUD_DEVICE.into(),
-        iat: secs,
-        exp: secs + st.settings.device_token_secs,
-        device: Some(true),
-        user: None,
+    devauth::check_admission(&st, &client, &hash, &key.pem).await?;
+    let admission = admission::authenticate(
+        st.ctx(),
+        &st.keys,
+        st.settings.device_token_secs,
+        &hash,
+        &identity,
+        &key.pem,
+    )
+    .await?;
+    let (device_id, token) = match admission {
+        admission::Admission::Token { device_id, token } => (device_id, token),
+        admission::Admission::Refused { device_id, status } => {
+            tracing::info!(device.id = %device_id, device.status = %status, "device not admitted");
+            return Err(ApiError::unauthorized("unauthorized"));
+        }
     };
-    let token = st.keys.issue(&claims).map_err(ApiError::internal)?;
-    st.store
-        .insert_token(
-            &TokenRow {
-                jti,
-                kind: TokenKind::Device,
-                subject: outcome.device_id.clone(),
-                name: None,
-                created_ts: now,
-                expires_ts: Some(claims.exp * 1_000_000),
-                last_used: None,
-            },
-            0,
-            0,
-        )
-        .await?;
-    st.store.check_in(&outcome.device_id, now).await?;
-    tracing::info!(device.id = %outcome.device_id, "device authenticated");
+    tracing::info!(device.id = %device_id, "device authenticated");
     Ok(([(header::CONTENT_TYPE, "application/jwt")], token).into_response())
 }
 
@@ -144,9 +130,7 @@ async fn put_inventory(
     ApiJson(attrs): ApiJson<Vec<InventoryAttribute>>,
 ) -> ApiResult<StatusCode> {
     let attrs = check_attributes(&attrs)?;
-    st.store
-        .put_inventory(&dev.device_id, &attrs, true, now_us())
-        .await?;
+    crate::service::inventory::report(st.ctx(), &dev.device_id, &attrs, true).await?;
     Ok(StatusCode::OK)
 }
 
@@ -160,126 +144,59 @@ async fn patch_inventory(
     ApiJson(attrs): ApiJson<Vec<InventoryAttribute>>,
 ) -> ApiResult<StatusCode> {
     let attrs = check_attributes(&attrs)?;
-    st.store
-        .put_inventory(&dev.device_id, &attrs, false, now_us())
-        .await?;
+    crate::service::inventory::report(st.ctx(), &dev.device_id, &attrs, false).await?;
     Ok(StatusCode::OK)
 }
 
-/// Whether an artifact's depends hold for a device's provides.
-pub(crate) fn depends_match(a: &ArtifactRow, provides: &BTreeMap<String, String>) -> bool {
-    a.depends.iter().all(|(k, want)| {
-        if k == "device_type" {
-            return true; // matched by the query
-        }
-        let Some(have) = provides.get(k) else {
-            return false;
-        };
-        match want {
-            Value::String(s) => s == have,
-            Value::Array(list) => list.iter().any(|v| v.as_str() == Some(have)),
-            _ => false,
-        }
-    })
-}
-
-/// Hands the device its next deployment, if any: the oldest unfinished one it belongs to.
-pub(crate) async fn next_deployment(
+/// Hands the device its next deployment, if any, as Mender's instructions.
+async fn next_deployment(
     st: &AppState,
     device_id: &str,
     provides: &BTreeMap<String, String>,
     host: Option<&str>,
 ) -> ApiResult<Option<DeploymentInstructions>> {
-    let device_type = provides
-        .get("device_type")
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| ApiError::bad_request("device_type is required"))?;
-    let installed = provides
-        .get("artifact_name")
-        .map(String::as_str)
-        .unwrap_or_default();
-    let now = now_us();
-    if st.caches.check_in_due(device_id, now) {
-        st.store.check_in(device_id, now).await?;
-    }
-    if st.caches.is_idle(device_id) {
+    let Some(a) = scheduling::next(st.ctx(), device_id, provides).await? else {
         return Ok(None);
-    }
-    let epoch = st.caches.deployment_epoch();
-    let open = st.store.open_device_deployments(device_id).await?;
-    if open.is_empty() {
-        st.caches.set_idle(device_id, epoch);
-    }
-    for dd in open {
-        let Some(dep) = st.store.deployment(&dd.deployment_id).await? else {
-            continue;
-        };
-        let artifact = if let Some(id) = &dd.artifact_id {
-            st.store.artifact(id).await?
-        } else {
-            if !dep.force_installation && installed == dep.artifact_name {
-                st.store
-                    .assign(&dd.id, None, Some(status::ALREADY_INSTALLED), now)
-                    .await?;
-                continue;
-            }
-            let candidates = st
-                .store
-                .artifacts_for(&dep.artifact_name, device_type)
-                .await?;
-            let chosen = candidates.into_iter().find(|a| depends_match(a, provides));
-            match &chosen {
-                Some(a) => st.store.assign(&dd.id, Some(&a.id), None, now).await?,
-                None => {
-                    st.store
-                        .assign(&dd.id, None, Some(status::NOARTIFACT), now)
-                        .await?;
-                }
-            }
-            chosen
-        };
-        let Some(artifact) = artifact else {
-            // Deleted after it was assigned.
-            st.store
-                .assign(&dd.id, None, Some(status::NOARTIFACT), now)
-                .await?;
-            continue;
-        };
-        let (uri, expire) = download_link(st, &artifact.id, host);
-        tracing::info!(device.id = %device_id, deployment.id = %dep.id, artifact.id = %artifact.id, "deployment handed out");
-        return Ok(Some(DeploymentInstructions {
-            id: dep.id,
-            artifact: InstructionArtifact {
-                id: artifact.id,
-                artifact_name: artifact.name,
-                source: ArtifactSource { uri, expire },
-                device_types_compatible: vec![device_type.clone()],
-            },
-        }));
-    }
-    Ok(None)
+    };
+    let (uri, expire) = download_link(st, &a.artifact, host).await?;
+    Ok(Some(DeploymentInstructions {
+        id: a.deployment_id,
+        artifact: InstructionArtifact {
+            id: a.artifact.id,
+            artifact_name: a.artifact.name,
+            source: ArtifactSource { uri, expire },
+            device_types_compatible: vec![a.device_type],
+        },
+    }))
 }
 
-/// A pre-signed download URL for an artifact and its RFC 3339 expiry.
-pub(crate) fn download_link(
+/// A pre-signed download URL for an artifact and its RFC 3339 expiry: straight from S3 when
+/// the files are there, else this server's HMAC-signed route.
+pub(crate) async fn download_link(
     st: &AppState,
-    artifact_id: &str,
+    artifact: &ArtifactRow,
     host: Option<&str>,
-) -> (String, String) {
-    let expire = now_us() / 1_000_000 + st.settings.download_link_secs;
+) -> ApiResult<(String, String)> {
+    let secs = st.settings.download_link_secs;
+    let expire = now_us() / 1_000_000 + secs;
+    let lifetime = std::time::Duration::from_secs(secs.unsigned_abs());
+    if let Some(url) = st.blobs.presigned_get(artifact, lifetime).await? {
+        return Ok((url, rfc3339(expire * 1_000_000)));
+    }
+    let artifact_id = &artifact.id;
     let sig = st.keys.url_signature(artifact_id, expire);
     let base = st
         .settings
         .public_url
         .clone()
         .unwrap_or_else(|| format!("https://{}", host.unwrap_or("localhost")));
-    (
+    Ok((
         format!(
             "{}/api/devices/v1/deployments/download/artifacts/{artifact_id}?x-men-expire={expire}&x-men-signature={sig}",
             base.trim_end_matches('/')
         ),
         rfc3339(expire * 1_000_000),
-    )
+    ))
 }
 
 /// The host the request was sent to (for download links without a configured public URL).
@@ -376,38 +293,13 @@ async fn put_status(
     ApiJson(report): ApiJson<StatusReport>,
 ) -> ApiResult<StatusCode> {
     check_uuid(&id)?;
-    if !status::REPORTABLE.contains(&report.status.as_str()) {
-        return Err(ApiError::bad_request(format!(
-            "unknown status {:?}",
-            report.status
-        )));
-    }
-    if report.substate.as_ref().is_some_and(|s| s.len() > 4096) {
-        return Err(ApiError::bad_request(
-            "substate longer than 4096 characters",
-        ));
-    }
-    let outcome = st
-        .store
-        .report_status(
-            &id,
-            &dev.device_id,
-            &report.status,
-            report.substate.as_deref(),
-            now_us(),
-        )
-        .await?;
-    match outcome {
-        StatusOutcome::Recorded => {
-            tracing::info!(device.id = %dev.device_id, deployment.id = %id, status = %report.status, "device status");
-            st.events.publish(
-                "device_deployment",
-                serde_json::json!({"deployment_id": id, "device_id": dev.device_id,
-                    "status": report.status, "substate": report.substate}),
-            );
-            Ok(StatusCode::NO_CONTENT)
-        }
-        StatusOutcome::Aborted => Err(ApiError::conflict("deployment aborted")),
+    let status = report.status.parse::<DeviceDeploymentStatus>().ok();
+    let report = status
+        .and_then(|s| scheduling::Report::from_status(s, report.substate))
+        .ok_or_else(|| ApiError::bad_request(format!("unknown status {:?}", report.status)))?;
+    match scheduling::report(st.ctx(), &id, &dev.device_id, report).await? {
+        scheduling::Ack::Recorded => Ok(StatusCode::NO_CONTENT),
+        scheduling::Ack::Aborted => Err(ApiError::conflict("deployment aborted")),
     }
 }
 
@@ -435,7 +327,7 @@ async fn put_log(
             text.push('\n');
         }
     }
-    st.store.put_log(&id, &dev.device_id, &text).await?;
+    scheduling::put_log(st.ctx(), &id, &dev.device_id, &text).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -508,9 +400,8 @@ pub(crate) async fn serve_blob(
     };
     let stream = st
         .blobs
-        .get(&a.sha256, range.clone())
-        .await
-        .map_err(ApiError::internal)?
+        .get(a, range.clone())
+        .await?
         .map(|r| r.map_err(std::io::Error::other));
     let mut resp = Response::new(Body::from_stream(stream));
     let h = resp.headers_mut();
@@ -550,18 +441,25 @@ fn parse_range(value: &str, size: u64) -> Result<Option<std::ops::Range<u64>>, (
         return Ok(None);
     }
     let (first, last) = spec.split_once('-').ok_or(())?;
+    // A number too large for u64 is clamped (the range then ends at the file's end).
+    let num = |s: &str| -> Result<u64, ()> {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(());
+        }
+        Ok(s.parse().unwrap_or(u64::MAX))
+    };
     let (start, end) = match (first.trim(), last.trim()) {
         ("", suffix) => {
-            let n: u64 = suffix.parse().map_err(|_| ())?;
+            let n = num(suffix)?;
             if n == 0 {
                 return Err(());
             }
             (size.saturating_sub(n), size)
         }
-        (s, "") => (s.parse().map_err(|_| ())?, size),
+        (s, "") => (num(s)?, size),
         (s, e) => {
-            let s: u64 = s.parse().map_err(|_| ())?;
-            let e: u64 = e.parse().map_err(|_| ())?;
+            let s = num(s)?;
+            let e = num(e)?;
             if e < s {
                 return Err(());
             }
@@ -588,5 +486,17 @@ mod tests {
         assert_eq!(parse_range("bytes=5-1", 100), Err(()));
         assert_eq!(parse_range("bytes=0-1,5-6", 100), Ok(None));
         assert_eq!(parse_range("items=0-1", 100), Ok(None));
+        // Ends beyond u64 are clamped; a start beyond the file is unsatisfiable.
+        let huge = "99999999999999999999999";
+        assert_eq!(
+            parse_range(&format!("bytes=10-{huge}"), 100),
+            Ok(Some(10..100))
+        );
+        assert_eq!(
+            parse_range(&format!("bytes=-{huge}"), 100),
+            Ok(Some(0..100))
+        );
+        assert_eq!(parse_range(&format!("bytes={huge}-"), 100), Err(()));
+        assert_eq!(parse_range("bytes=+5-9", 100), Err(()));
     }
 }

@@ -13,8 +13,9 @@ use utoipa_axum::routes;
 
 use super::{ApiJson, AppState, Page, UserAuth, paged, param, query_pairs};
 use crate::error::{ApiError, ApiResult};
+use crate::service::inventory;
 use crate::store::{AttrRow, DeviceRow, Filter, InventoryQuery};
-use crate::time::{now_us, rfc3339};
+use crate::time::rfc3339;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -87,14 +88,11 @@ fn attr(name: &str, value: Value, scope: &str) -> Attribute {
 }
 
 async fn load(st: &AppState, ids: &[String]) -> ApiResult<Vec<DeviceInventory>> {
-    let mut out = Vec::with_capacity(ids.len());
-    for id in ids {
-        if let Some(d) = st.store.device(id).await? {
-            let attrs = st.store.attributes(id).await?;
-            out.push(inventory_json(&d, &attrs));
-        }
-    }
-    Ok(out)
+    let page = st.store.inventory_of(ids).await?;
+    Ok(page
+        .iter()
+        .map(|(d, attrs)| inventory_json(d, attrs))
+        .collect())
 }
 
 fn split_scope(key: &str) -> (String, String) {
@@ -102,6 +100,34 @@ fn split_scope(key: &str) -> (String, String) {
         Some((s, a)) if SCOPES.contains(&s) => (s.to_owned(), a.to_owned()),
         _ => ("inventory".to_owned(), key.to_owned()),
     }
+}
+
+/// Most filters in one query.
+const MAX_FILTERS: usize = 64;
+/// Most values over all of a query's filters, and most device ids.
+const MAX_QUERY_VALUES: usize = 10_000;
+
+/// The size bounds of a query (beyond them a database refuses it with an internal error).
+fn check_query_size(q: &InventoryQuery) -> ApiResult<()> {
+    let values: usize = q
+        .filters
+        .iter()
+        .map(|f| f.value.as_array().map_or(1, Vec::len))
+        .sum();
+    if q.filters.len() > MAX_FILTERS {
+        return Err(ApiError::bad_request(format!(
+            "too many filters (at most {MAX_FILTERS})"
+        )));
+    }
+    if values > MAX_QUERY_VALUES || q.ids.len() > MAX_QUERY_VALUES {
+        return Err(ApiError::bad_request(format!(
+            "too many filter values or device ids (at most {MAX_QUERY_VALUES} each)"
+        )));
+    }
+    if q.text.as_ref().is_some_and(|t| t.len() > 1024) {
+        return Err(ApiError::bad_request("search text longer than 1024 bytes"));
+    }
+    Ok(())
 }
 
 /// v1 list filters from the query string.
@@ -168,6 +194,7 @@ async fn list_devices(State(st): State<AppState>, _u: UserAuth, uri: Uri) -> Api
     let q = query_pairs(&uri);
     let page = Page::parse(param(&q, "page"), param(&q, "per_page"), 500)?;
     let query = v1_query(&q, page)?;
+    check_query_size(&query)?;
     let (ids, total) = st.store.search_inventory(&query).await?;
     let items = load(&st, &ids).await?;
     let has_next = page.page.saturating_mul(page.per_page) < total;
@@ -222,7 +249,7 @@ async fn clear_device(
     _u: UserAuth,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    if st.store.clear_inventory(&id, now_us()).await? {
+    if inventory::clear(st.ctx(), &id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("device not found"))
@@ -259,7 +286,7 @@ async fn tags(
         .into_iter()
         .map(|t| (t.name, t.value, t.description))
         .collect();
-    st.store.put_tags(id, &rows, replace, now_us()).await?;
+    inventory::put_tags(st.ctx(), id, &rows, replace).await?;
     Ok(StatusCode::OK)
 }
 
@@ -341,7 +368,7 @@ async fn set_group(
         .group
         .ok_or_else(|| ApiError::bad_request("group is required"))?;
     check_group(&g)?;
-    if st.store.set_group(&id, Some(&g), now_us()).await? {
+    if inventory::set_group(st.ctx(), &id, &g).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("device not found"))
@@ -357,10 +384,7 @@ async fn leave_group(
     _u: UserAuth,
     Path((id, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let n = st
-        .store
-        .remove_from_group(&name, Some(&[id]), now_us())
-        .await?;
+    let n = inventory::remove_from_group(st.ctx(), &name, Some(&[id])).await?;
     if n == 0 {
         return Err(ApiError::not_found("the device is not in this group"));
     }
@@ -397,7 +421,7 @@ async fn delete_group(
     _u: UserAuth,
     Path(name): Path<String>,
 ) -> ApiResult<axum::Json<Updated>> {
-    let n = st.store.remove_from_group(&name, None, now_us()).await?;
+    let n = inventory::remove_from_group(st.ctx(), &name, None).await?;
     Ok(axum::Json(Updated {
         updated_count: n,
         matched_count: None,
@@ -449,7 +473,7 @@ async fn add_group_devices(
     if ids.is_empty() || ids.len() > 10_000 {
         return Err(ApiError::bad_request("give 1 to 10000 device ids"));
     }
-    let (u, m) = st.store.add_to_group(&name, &ids, now_us()).await?;
+    let (u, m) = inventory::add_to_group(st.ctx(), &name, &ids).await?;
     Ok(axum::Json(Updated {
         updated_count: u,
         matched_count: Some(m),
@@ -466,10 +490,7 @@ async fn remove_group_devices(
     Path(name): Path<String>,
     ApiJson(ids): ApiJson<Vec<String>>,
 ) -> ApiResult<axum::Json<Updated>> {
-    let n = st
-        .store
-        .remove_from_group(&name, Some(&ids), now_us())
-        .await?;
+    let n = inventory::remove_from_group(st.ctx(), &name, Some(&ids)).await?;
     Ok(axum::Json(Updated {
         updated_count: n,
         matched_count: None,
@@ -565,6 +586,7 @@ async fn search_v2(
         per_page: page.per_page,
         ..InventoryQuery::default()
     };
+    check_query_size(&query)?;
     let (ids, total) = st.store.search_inventory(&query).await?;
     let mut items = load(&st, &ids).await?;
     if !b.attributes.is_empty() {

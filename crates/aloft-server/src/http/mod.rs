@@ -8,6 +8,7 @@ pub mod device;
 pub mod events;
 pub mod inventory;
 pub mod ops;
+pub mod rollouts;
 pub mod ui;
 pub mod useradm;
 
@@ -48,6 +49,9 @@ pub struct Settings {
     pub max_artifact_bytes: u64,
     /// Largest JSON body.
     pub max_json_bytes: usize,
+    /// After a full rootfs artifact is uploaded, deltas to it are made from this many of the
+    /// releases most devices of its type run (0: none).
+    pub delta_sources: usize,
 }
 
 impl Default for Settings {
@@ -59,6 +63,7 @@ impl Default for Settings {
             download_link_secs: 24 * 3600,
             max_artifact_bytes: 10 << 30,
             max_json_bytes: 4 << 20,
+            delta_sources: 3,
         }
     }
 }
@@ -80,6 +85,21 @@ pub struct AppState {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Live events for the management side.
     pub events: crate::events::Events,
+    /// Rate limits (logins, new device identities), per process.
+    pub throttles: Arc<crate::throttle::Throttles>,
+    /// Event-stream tickets already used, per process.
+    pub tickets: Arc<events::Tickets>,
+}
+
+impl AppState {
+    /// What the services work with.
+    pub fn ctx(&self) -> crate::service::Ctx<'_> {
+        crate::service::Ctx {
+            store: &*self.store,
+            caches: &self.caches,
+            events: &self.events,
+        }
+    }
 }
 
 #[derive(OpenApi)]
@@ -120,6 +140,7 @@ pub fn app(state: AppState) -> Router {
         .merge(inventory::routes())
         .merge(artifacts::routes(&state.settings))
         .merge(deployments::routes())
+        .merge(rollouts::routes())
         .merge(ops::routes())
         .merge(events::routes())
         .split_for_parts();
@@ -187,23 +208,36 @@ async fn observe(
     {
         req.headers_mut().insert(axum::http::header::HOST, v);
     }
+    let too_large = || {
+        REQUEST_ID.scope(id.clone(), async {
+            let mut r = ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body larger than {json_limit} bytes, or cut"),
+            )
+            .into_response();
+            // The body was not read: the connection cannot carry another request.
+            r.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                HeaderValue::from_static("close"),
+            );
+            r
+        })
+    };
+    let announced = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if !streamed && announced.is_some_and(|n| n > json_limit as u64) {
+        // Refused from its announced length, before a byte of it is read.
+        return too_large().await;
+    }
     let req = if streamed {
         req
     } else {
         let (parts, body) = req.into_parts();
         match axum::body::to_bytes(body, json_limit).await {
             Ok(bytes) => Request::from_parts(parts, axum::body::Body::from(bytes)),
-            Err(_) => {
-                return REQUEST_ID
-                    .scope(id, async {
-                        ApiError::new(
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            format!("request body larger than {json_limit} bytes, or cut"),
-                        )
-                        .into_response()
-                    })
-                    .await;
-            }
+            Err(_) => return too_large().await,
         }
     };
     let start = Instant::now();
@@ -219,8 +253,9 @@ async fn observe(
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-men-requestid", v);
     }
+    // Every label takes values from a fixed set: a client cannot grow the exposition.
     let labels = [
-        ("method", method.to_string()),
+        ("method", method_label(&method).to_owned()),
         ("route", route.clone()),
         ("status", status.to_string()),
     ];
@@ -244,6 +279,23 @@ async fn observe(
     resp
 }
 
+/// The `method` label: the standard methods by name, anything a client invented as `other`.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
 /// A JSON body, with Mender-style errors (400 malformed, 415 wrong type, 413 too large).
 pub struct ApiJson<T>(pub T);
 
@@ -256,22 +308,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// The bearer token of the `Authorization` header. Only that header: a token in a cookie would
+/// be sent by the browser on cross-site requests too (CSRF).
 fn bearer(headers: &HeaderMap) -> Option<String> {
-    if let Some(v) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        let (scheme, token) = v.trim().split_once(' ')?;
-        if scheme.eq_ignore_ascii_case("bearer") {
-            let t = token.trim();
-            return (!t.is_empty()).then(|| t.to_owned());
-        }
-        return None;
-    }
-    // The web UI sends the token as a cookie named JWT.
-    headers
-        .get_all(axum::http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|c| c.trim().strip_prefix("JWT=").map(str::to_owned))
+    let v = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok())?;
+    let (scheme, token) = v.trim().split_once(' ')?;
+    let t = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !t.is_empty()).then(|| t.to_owned())
 }
 
 /// An authenticated device (device API).
@@ -486,6 +529,21 @@ mod tests {
             "{link}"
         );
         assert!(link.contains("rel=\"prev\"") && link.contains("page=3"));
+    }
+
+    #[test]
+    fn method_labels_are_bounded() {
+        for (method, label) in [
+            ("GET", "GET"),
+            ("DELETE", "DELETE"),
+            ("PATCH", "PATCH"),
+            ("BREW", "other"),
+            ("get", "other"),
+            ("X-7f3a", "other"),
+        ] {
+            let m = axum::http::Method::from_bytes(method.as_bytes()).unwrap();
+            assert_eq!(method_label(&m), label, "{method}");
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ use super::{ApiJson, AppState, UserAuth, created};
 use crate::auth::{self, AUD_MANAGEMENT, Claims, ISSUER};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{TokenKind, TokenRow, UserRow};
+use crate::throttle::ClientKey;
 use crate::time::{now_us, rfc3339, rfc3339_opt};
 
 /// A token that "never expires" still carries an `exp`: a century.
@@ -103,8 +104,13 @@ struct LoginOptions {
 #[utoipa::path(post, path = "/api/management/v1/useradm/auth/login", tag = "useradm",
     security(("basic" = [])), request_body(content = Option<LoginOptions>, content_type = "application/json"),
     responses((status = 200, description = "the token", content_type = "application/jwt", body = String),
-        (status = 401, body = ErrorBody)))]
-async fn login(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+        (status = 401, body = ErrorBody), (status = 429, body = ErrorBody, description = "too many failed logins; see Retry-After")))]
+async fn login(
+    State(st): State<AppState>,
+    client: ClientKey,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
     let creds = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -130,7 +136,9 @@ async fn login(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> A
             .and_then(serde_json::Value::as_bool)
             .unwrap_or(false)
     };
-    let Some(mut user) = st.store.user_by_email(&email.to_lowercase()).await? else {
+    let account = email.to_lowercase();
+    let throttle = LoginThrottle::enter(&st, &client, &account)?;
+    let Some(mut user) = st.store.user_by_email(&account).await? else {
         // Same work as a real check, so a missing user is not faster to detect.
         let _ = password_ok(password.to_owned(), DUMMY_HASH.to_owned()).await;
         return Err(ApiError::unauthorized("invalid credentials"));
@@ -139,12 +147,42 @@ async fn login(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> A
         tracing::info!(user.id = %user.id, "failed login");
         return Err(ApiError::unauthorized("invalid credentials"));
     }
+    throttle.passed();
     let lifetime = (!no_expiry).then_some(st.settings.session_token_secs);
     let token = issue_user_token(&st, &user.id, TokenKind::Session, None, lifetime).await?;
     user.login_ts = Some(now_us());
     st.store.update_user(&user).await?;
     tracing::info!(user.id = %user.id, "login");
     Ok(jwt_response(token))
+}
+
+/// A login attempt counted against its client and its account; a good password gives both
+/// back, so only failures use up the budget.
+struct LoginThrottle<'a> {
+    st: &'a AppState,
+    client: &'a ClientKey,
+    account: &'a str,
+}
+
+impl<'a> LoginThrottle<'a> {
+    fn enter(st: &'a AppState, client: &'a ClientKey, account: &'a str) -> ApiResult<Self> {
+        let t = &st.throttles;
+        t.login_client.take_both(
+            client,
+            (&t.login_account, account),
+            "too many failed logins from this address or for this account",
+        )?;
+        Ok(Self {
+            st,
+            client,
+            account,
+        })
+    }
+
+    fn passed(self) {
+        self.st.throttles.login_client.refund(&self.client.0);
+        self.st.throttles.login_account.refund(self.account);
+    }
 }
 
 /// An argon2 hash of a random password, checked when the user does not exist.
@@ -209,7 +247,7 @@ fn check_email(email: &str) -> ApiResult<String> {
     let valid = e.len() <= 254
         && e.split_once('@')
             .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.starts_with('.'))
-        && !e.chars().any(char::is_whitespace);
+        && !e.chars().any(|c| c.is_whitespace() || c.is_control());
     if valid {
         Ok(e)
     } else {
@@ -303,6 +341,7 @@ async fn update_user(
     ApiJson(upd): ApiJson<UserUpdate>,
 ) -> ApiResult<StatusCode> {
     let mut user = resolve_user(&st, &me, &id).await?;
+    let password_changed = upd.password.is_some();
     if let Some(e) = &upd.email {
         user.email = check_email(e)?;
     }
@@ -324,6 +363,15 @@ async fn update_user(
     }
     user.updated_ts = now_us();
     st.store.update_user(&user).await?;
+    if password_changed {
+        // Every other session and access token of the user ends; one's own current one stays.
+        let keep = (user.id == me.user_id).then_some(me.jti.as_str());
+        let n = st
+            .store
+            .revoke_tokens_of(&user.id, &[TokenKind::Session, TokenKind::Pat], keep)
+            .await?;
+        tracing::info!(user.id = %user.id, tokens.revoked = n, "password changed");
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -428,5 +476,7 @@ mod tests {
         );
         assert!(super::check_email("nope").is_err());
         assert!(super::check_email("a b@c.d").is_err());
+        assert!(super::check_email("ops\0@example.com").is_err(), "NUL");
+        assert!(super::check_email("ops@exa\u{1b}mple.com").is_err(), "ESC");
     }
 }

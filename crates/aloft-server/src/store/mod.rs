@@ -1,11 +1,15 @@
-//! Metadata storage behind one trait, [`Store`]. [`sqlite::SqliteStore`] is the embedded
-//! default; a `PostgreSQL` implementation fills the same trait (and runs the same conformance
-//! tests) when a fleet outgrows one machine.
+//! Metadata storage behind one trait, [`Store`]. [`sql::SqlStore`] is its one implementation,
+//! written once for embedded `SQLite` (the default) and for `PostgreSQL` (a fleet that outgrows
+//! one machine, or several replicas); both run the same conformance tests.
 //!
 //! Every method is one transaction: it either happens entirely or not at all, so a crash or a
 //! refused request never leaves a half-written row behind. Times are UNIX microseconds.
 
-pub mod sqlite;
+pub mod dialect;
+pub mod query;
+pub mod sql;
+
+pub use sql::{SqlStore, SqliteStore};
 
 use std::collections::BTreeMap;
 
@@ -27,6 +31,9 @@ pub enum StoreError {
     /// A business rule forbids it.
     #[error("{0}")]
     Rule(String),
+    /// The database cannot be reached (down, restarting, no free connection): try again.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     /// The database failed.
     #[error("database: {0}")]
     Backend(String),
@@ -138,6 +145,17 @@ pub struct AuthOutcome {
     pub status: String,
     /// Whether the request changed something (a new auth set, a preauthorized one accepted).
     pub changed: bool,
+}
+
+/// What an auth request would add to the store (read before admitting one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AdmissionFootprint {
+    /// Whether a device with this identity exists.
+    pub device_exists: bool,
+    /// Whether the presented key is one of its auth sets.
+    pub key_known: bool,
+    /// How many auth sets the device has.
+    pub auth_sets: u64,
 }
 
 /// An attribute row (inventory or tags scope).
@@ -258,6 +276,10 @@ pub struct DeploymentRow {
     pub force_installation: bool,
     /// Targeted every accepted device.
     pub all_devices: bool,
+    /// Its rollout plan (`domain::rollouts::Plan` as JSON), when it is phased.
+    pub rollout: Option<String>,
+    /// Where its rollout stands (`domain::rollouts::State` as JSON), when it is phased.
+    pub rollout_state: Option<String>,
 }
 
 /// Aggregates of one deployment.
@@ -317,6 +339,33 @@ pub struct DeviceDeploymentRow {
     pub artifact_id: Option<String>,
     /// Whether a log exists.
     pub has_log: bool,
+    /// The phase it was dealt into (0: the first).
+    pub phase: u32,
+}
+
+/// One device of a rollout's health gate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthRow {
+    /// Its status in the deployment (`success` or `pending`).
+    pub status: String,
+    /// UNIX µs of its last check-in.
+    pub check_in_time: Option<i64>,
+    /// Whether its health probe fails.
+    pub failing: bool,
+}
+
+/// How many device deployments of one phase have one status, and whether they were handed
+/// out (`started`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhaseCount {
+    /// The phase (0: the first).
+    pub phase: u32,
+    /// The status.
+    pub status: String,
+    /// Whether the update was handed out.
+    pub started: bool,
+    /// How many.
+    pub count: u64,
 }
 
 /// What a status report did.
@@ -327,6 +376,28 @@ pub enum StatusOutcome {
     /// The deployment was aborted: the device must stop (409).
     Aborted,
 }
+
+/// One row of the replicas' feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedRow {
+    /// Increasing, but rows may become visible out of order (read by time window).
+    pub id: i64,
+    /// Written at (µs).
+    pub ts: i64,
+    /// [`FEED_REVOKED`], [`FEED_DEPLOYMENTS`] or [`FEED_EVENT`].
+    pub kind: String,
+    /// The replica that wrote it (`store` for rows the store writes in a change's transaction).
+    pub origin: String,
+    /// The payload (a live event's JSON).
+    pub body: String,
+}
+
+/// Feed kind: some device token was revoked (the token caches must check again).
+pub const FEED_REVOKED: &str = "revoked";
+/// Feed kind: a deployment was created, aborted or ended for a device (idle caches expire).
+pub const FEED_DEPLOYMENTS: &str = "deployments";
+/// Feed kind: a live event for the management side's listeners.
+pub const FEED_EVENT: &str = "event";
 
 /// The metadata store.
 #[async_trait]
@@ -363,6 +434,14 @@ pub trait Store: Send + Sync {
     async fn delete_token(&self, jti: &str, subject: Option<&str>) -> StoreResult<bool>;
     /// A user's personal access tokens.
     async fn pats(&self, user_id: &str) -> StoreResult<Vec<TokenRow>>;
+    /// Revokes every token of `subject` of the given kinds except `keep` (a jti); returns how
+    /// many were revoked.
+    async fn revoke_tokens_of(
+        &self,
+        subject: &str,
+        kinds: &[TokenKind],
+        keep: Option<&str>,
+    ) -> StoreResult<u64>;
 
     // ---- devices ----
     /// Handles an authentication request: finds or creates the device (by identity hash) and
@@ -374,6 +453,12 @@ pub trait Store: Send + Sync {
         pubkey: &str,
         now: i64,
     ) -> StoreResult<AuthOutcome>;
+    /// Whether the identity and key are known, and how many auth sets the device has.
+    async fn admission_footprint(
+        &self,
+        identity_hash: &str,
+        pubkey: &str,
+    ) -> StoreResult<AdmissionFootprint>;
     /// Creates a preauthorized device; `Conflict(existing id)` if the identity exists and
     /// not `force`.
     async fn preauthorize(
@@ -414,6 +499,8 @@ pub trait Store: Send + Sync {
     async fn decommission(&self, device_id: &str, now: i64) -> StoreResult<bool>;
     /// Records contact by an accepted device.
     async fn check_in(&self, device_id: &str, now: i64) -> StoreResult<()>;
+    /// Records the contacts of many devices in one transaction (a time never goes back).
+    async fn check_in_many(&self, seen: &[(String, i64)]) -> StoreResult<()>;
 
     // ---- inventory ----
     /// Replaces (`replace`) or upserts the device-reported attributes.
@@ -428,6 +515,9 @@ pub trait Store: Send + Sync {
     async fn clear_inventory(&self, device_id: &str, now: i64) -> StoreResult<bool>;
     /// Stored attributes (inventory and tags scopes).
     async fn attributes(&self, device_id: &str) -> StoreResult<Vec<AttrRow>>;
+    /// Devices with their attributes, in the order of `ids` (unknown ids left out): one
+    /// inventory page in three queries.
+    async fn inventory_of(&self, ids: &[String]) -> StoreResult<Vec<(DeviceRow, Vec<AttrRow>)>>;
     /// Sets tags: replace all or upsert.
     async fn put_tags(
         &self,
@@ -470,20 +560,43 @@ pub trait Store: Send + Sync {
     async fn release_exists(&self, name: &str) -> StoreResult<bool>;
 
     // ---- deployments ----
-    /// Creates a deployment for a fixed list of devices; `Conflict` when an active one with the
-    /// same parameters exists.
+    /// Creates a deployment for a fixed list of devices, device `i` in phase `phases[i]` (0
+    /// where `phases` is shorter); `Conflict` when an active one with the same parameters
+    /// exists.
     async fn create_deployment(
         &self,
         d: &DeploymentRow,
         devices: &[String],
+        phases: &[u32],
         fingerprint: &str,
     ) -> StoreResult<()>;
+    /// Replaces a rollout's state if it is still `expected` (compare-and-set: of replicas
+    /// deciding at once, one wins); returns whether it did.
+    async fn set_rollout_state(&self, id: &str, expected: &str, new: &str) -> StoreResult<bool>;
+    /// A deployment's device deployments counted by phase, status and handed out.
+    async fn phase_counts(&self, id: &str) -> StoreResult<Vec<PhaseCount>>;
+    /// How many of a deployment's devices were handed the update at or after `since` (µs).
+    async fn started_since(&self, id: &str, since: i64) -> StoreResult<u64>;
+    /// For a rollout's health gate: each device of the deployment that ended `success` or is
+    /// still `pending`, with its last check-in and whether its `aloft.health` is `failing`.
+    async fn rollout_health(&self, id: &str) -> StoreResult<Vec<HealthRow>>;
+    /// The phased deployments not finished.
+    async fn active_rollouts(&self) -> StoreResult<Vec<DeploymentRow>>;
+    /// A fleet-wide switch's value, while it is engaged.
+    async fn switch(&self, name: &str) -> StoreResult<Option<String>>;
+    /// Engages (`Some`) or releases (`None`) a fleet-wide switch.
+    async fn set_switch(&self, name: &str, value: Option<&str>, now: i64) -> StoreResult<()>;
     /// One deployment.
     async fn deployment(&self, id: &str) -> StoreResult<Option<DeploymentRow>>;
     /// Deployments and the total count.
     async fn deployments(&self, q: &DeploymentQuery) -> StoreResult<(Vec<DeploymentRow>, u64)>;
     /// Aggregates of a deployment.
     async fn deployment_stats(&self, id: &str) -> StoreResult<DeploymentStats>;
+    /// Aggregates of several deployments at once (a list page), by id.
+    async fn deployment_stats_of(
+        &self,
+        ids: &[String],
+    ) -> StoreResult<BTreeMap<String, DeploymentStats>>;
     /// Deployments per status.
     async fn deployment_counts(&self) -> StoreResult<BTreeMap<String, u64>>;
     /// Aborts: unfinished device deployments become `aborted`, the deployment `finished`.
@@ -516,6 +629,13 @@ pub trait Store: Send + Sync {
     ) -> StoreResult<Vec<DeviceDeploymentRow>>;
     /// Compatible artifacts of a release for a device type, newest first.
     async fn artifacts_for(&self, name: &str, device_type: &str) -> StoreResult<Vec<ArtifactRow>>;
+    /// The releases devices of a type run (their inventory's `artifact_name`), with how many
+    /// run each, most common first, at most `limit`.
+    async fn fleet_releases(
+        &self,
+        device_type: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<(String, u64)>>;
     /// Hands a deployment to a device: sets the artifact and `started` (status unchanged), or
     /// ends it with a final status (`noartifact`, `already-installed`).
     async fn assign(
@@ -538,4 +658,24 @@ pub trait Store: Send + Sync {
     async fn put_log(&self, deployment_id: &str, device_id: &str, log: &str) -> StoreResult<()>;
     /// A deployment log.
     async fn log(&self, deployment_id: &str, device_id: &str) -> StoreResult<Option<String>>;
+
+    // ---- replicas ----
+    /// Appends to the feed (and wakes the other replicas on `PostgreSQL`).
+    async fn feed_append(&self, kind: &str, origin: &str, body: &str, now: i64) -> StoreResult<()>;
+    /// Feed rows written at or after `since` (µs), oldest first, at most `limit`.
+    async fn feed_since(&self, since: i64, limit: u64) -> StoreResult<Vec<FeedRow>>;
+    /// Deletes feed rows older than `before` (µs); returns how many.
+    async fn feed_prune(&self, before: i64) -> StoreResult<u64>;
+    /// Claims periodic job `name` for `holder` when its lease has run out: exactly one of the
+    /// replicas asking at once gets `true`, and nobody else until `now + lease`.
+    async fn claim_job(&self, name: &str, holder: &str, now: i64, lease: i64) -> StoreResult<bool>;
+    /// Records `value` under `name` (refreshing it) unless another value was recorded or
+    /// refreshed after `stale_before` (µs); returns the value stored now.
+    async fn cluster_value(
+        &self,
+        name: &str,
+        value: &str,
+        now: i64,
+        stale_before: i64,
+    ) -> StoreResult<String>;
 }

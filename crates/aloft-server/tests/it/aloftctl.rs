@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::common::{ADMIN, PASSWORD, TestApp, mender_single_file, wait_for};
 use crate::daemon::{SimDaemon, bin};
@@ -107,18 +107,21 @@ fn aloftctl_logs_in_uploads_deploys_and_watches_to_completion() {
     assert_eq!(shown["id"], uploaded["id"]);
 
     // Deploy and watch to the end.
-    let created = ctl(
-        &config,
-        &[
-            "deployments",
-            "create",
-            "--artifact",
-            "app-2",
-            "--device",
-            &id,
-            "--json",
-        ],
-    );
+    let deploy_to = |device: &str| {
+        run(
+            &config,
+            &[
+                "deployments",
+                "create",
+                "--artifact",
+                "app-2",
+                "--json",
+                "--device",
+                device,
+            ],
+        )
+    };
+    let created: Value = serde_json::from_slice(&deploy_to(&id).stdout).unwrap();
     let deployment = created["id"].as_str().unwrap().to_owned();
     let watched = ctl(
         &config,
@@ -132,6 +135,113 @@ fn aloftctl_logs_in_uploads_deploys_and_watches_to_completion() {
     assert_eq!(list[0]["id"], deployment.as_str());
     let shown = ctl(&config, &["devices", "show", &id, "--json"]);
     assert_eq!(shown["device"]["status"], "accepted");
+    // The 8 characters the UI shows are enough; the server's summary is shown too.
+    let short = ctl(
+        &config,
+        &["deployments", "show", &deployment[..8], "--json"],
+    );
+    assert_eq!(short["deployment"]["id"], deployment.as_str());
+    assert_eq!(short["deployment"]["summary"]["outcome"], "succeeded");
+    let shown = ctl(&config, &["devices", "show", &id[..8], "--json"]);
+    assert_eq!(shown["device"]["id"], id.as_str());
+    // A device id nobody has is refused, not turned into a deployment that waits forever.
+    let unknown = deploy_to("deadbeef");
+    assert!(!unknown.status.success());
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("no device has an id starting with"),
+        "{}",
+        String::from_utf8_lossy(&unknown.stderr)
+    );
+    let whole = deploy_to("00000000-0000-4000-8000-000000000000");
+    assert!(
+        String::from_utf8_lossy(&whole.stderr).contains("no device has the id"),
+        "{}",
+        String::from_utf8_lossy(&whole.stderr)
+    );
+
+    // The fleet-wide halt holds a phased deployment made from a plan file (its device runs
+    // app-2 already, and would end it at once), which is paused and resumed meanwhile.
+    let held = ctl(
+        &config,
+        &["deployments", "halt", "--reason", "incident 7", "--json"],
+    );
+    assert_eq!(held, json!({"halted": true, "reason": "incident 7"}));
+    let plan = work.path().join("plan.json");
+    std::fs::write(
+        &plan,
+        r#"{"phases": [{"devices": 1}], "rollout": {"advance": "manual"}}"#,
+    )
+    .unwrap();
+    // The plan first: its device runs app-2, so it would be skipped, and says why.
+    let planned = ctl(
+        &config,
+        &[
+            "deployments",
+            "plan",
+            "--artifact",
+            "app-2",
+            "--device",
+            &id,
+            "--plan",
+            plan.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert_eq!(
+        planned["devices"][0]["outcome"], "already-installed",
+        "{planned}"
+    );
+    assert_eq!(planned["totals"]["skipped"], 1, "{planned}");
+    let digest = planned["digest"].as_str().unwrap().to_owned();
+    let phased = ctl(
+        &config,
+        &[
+            "deployments",
+            "create",
+            "--expect-plan",
+            &digest,
+            "--name",
+            "phased",
+            "--artifact",
+            "app-2",
+            "--device",
+            &id,
+            "--plan",
+            plan.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    let phased = phased["id"].as_str().unwrap().to_owned();
+    let paused = ctl(
+        &config,
+        &[
+            "deployments",
+            "pause",
+            &phased,
+            "--reason",
+            "checking",
+            "--json",
+        ],
+    );
+    assert_eq!(paused["paused"], true);
+    let d = app
+        .get(&format!(
+            "/api/management/v1/deployments/deployments/{phased}"
+        ))
+        .expect(200)
+        .json();
+    assert_eq!(d["rollout"]["paused"], "checking", "{d}");
+    let resumed = ctl(&config, &["deployments", "resume", &phased, "--json"]);
+    assert_eq!(resumed["rollout"]["phase"], 1, "{resumed}");
+    let beyond = run(&config, &["deployments", "advance", &phased]);
+    assert!(
+        String::from_utf8_lossy(&beyond.stderr).contains("the last phase is already open"),
+        "{}",
+        String::from_utf8_lossy(&beyond.stderr)
+    );
+    ctl(&config, &["deployments", "unhalt", "--json"]);
+    let free = ctl(&config, &["deployments", "halt", "--status", "--json"]);
+    assert_eq!(free["halted"], false, "{free}");
 
     // Logout revokes the token at the server and forgets it here.
     let creds: Value =

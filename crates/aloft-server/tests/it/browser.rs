@@ -1,7 +1,8 @@
 //! The web UI in real headless Chromium (Debian `chromium` + `chromedriver`, driven over the
 //! W3C `WebDriver` protocol): log in, accept pending devices, upload an artifact through the
 //! form, create a deployment, watch the per-device statuses turn to success and failure live
-//! (no reload), open the failed device's log. A screenshot of each page goes to
+//! (no reload), open the failed device's log; plan a phased rollout, advance it, see its
+//! automatic pause and reason, resume it, engage the fleet-wide halt. A screenshot of each page goes to
 //! `target/ui-screenshots/`; the browser console must stay free of errors.
 
 use std::path::{Path, PathBuf};
@@ -151,6 +152,13 @@ impl Browser {
     }
 
     fn wait_text(&self, css: &str, needle: &str, secs: u64) {
+        if let Err(text) = self.try_wait_text(css, needle, secs) {
+            panic!("{needle:?} never appeared in {css}; it holds {text:?}");
+        }
+    }
+
+    /// Waits for `needle` in `css`; `Err` with what it holds after `secs`.
+    fn try_wait_text(&self, css: &str, needle: &str, secs: u64) -> Result<(), String> {
         let script =
             format!("const e = document.querySelector({css:?}); return e ? e.textContent : '';");
         let mut text = String::new();
@@ -160,11 +168,11 @@ impl Browser {
                 .unwrap_or_default()
                 .clone_into(&mut text);
             if text.contains(needle) {
-                return;
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        panic!("{needle:?} never appeared in {css}; it holds {text:?}");
+        Err(text)
     }
 
     fn screenshot(&self, name: &str) {
@@ -226,6 +234,11 @@ fn web_ui_admits_uploads_deploys_and_shows_live_progress() {
     let base = app.base();
     b.go(&format!("{base}/"));
     b.find("#email");
+    assert_eq!(
+        b.js("return getComputedStyle(document.getElementById('top')).display;"),
+        json!("none"),
+        "no navigation or Log out on the login page"
+    );
     b.screenshot("01-login");
     b.type_into("#email", crate::common::ADMIN);
     b.type_into("#password", "wrong password");
@@ -258,6 +271,24 @@ fn web_ui_admits_uploads_deploys_and_shows_live_progress() {
     b.go(&format!("{base}/ui/#/devices?status=accepted"));
     b.wait_text("tbody", "factory-1", 30);
     b.screenshot("04-devices-accepted");
+    // Keys are shown in capitals; the search takes them in any case, the group included.
+    let accepted = app
+        .get("/api/management/v2/devauth/devices?status=accepted")
+        .expect(200)
+        .json();
+    let first = accepted[0]["id"].as_str().unwrap().to_owned();
+    app.put(
+        &format!("/api/management/v1/inventory/devices/{first}/group"),
+        &json!({"group": "lab"}),
+    )
+    .expect(204);
+    b.go(&format!(
+        "{base}/ui/#/devices?status=accepted&q=Group%3Dlab"
+    ));
+    wait_for(10, "the group search", || {
+        let rows = b.js("return [...document.querySelectorAll('tr[data-device]')].map(r => r.dataset.device).join(',');");
+        (rows.as_str()? == first).then_some(())
+    });
 
     // Upload through the form.
     b.go(&format!("{base}/ui/#/artifacts"));
@@ -276,26 +307,88 @@ fn web_ui_admits_uploads_deploys_and_shows_live_progress() {
     b.click("#deployment-create");
     b.wait_text("tbody", "browser rollout", 10);
     b.screenshot("06-deployments");
-    b.click("tr[data-deployment] a");
-    b.wait_text("main h1", "browser rollout", 10);
+    // The list redraws once more after the creation (its own reload, and the live event of
+    // the new deployment): a click on a row that was just replaced is lost, so click again.
+    let opened = (0..5).any(|_| {
+        if b.js("return location.hash;").as_str() == Some("#/deployments") {
+            b.click("tr[data-deployment] a");
+        }
+        b.try_wait_text("main h1", "browser rollout", 4).is_ok()
+    });
+    assert!(opened, "the deployment's page did not open from the list");
     b.js("window.__stillThisPage = true; return 1;");
 
-    // Live: both rows reach their final status without a reload.
-    wait_for(180, "live statuses", || {
-        let v = b.js("return [...document.querySelectorAll('#deployment-devices td.status')].map(e => e.textContent).sort().join(',');");
-        (v.as_str()? == "failure,success").then_some(())
+    // Live: both rows reach their final status without a reload. On a timeout, say whether
+    // the server or the page was behind.
+    let page_statuses = || {
+        b.js("return [...document.querySelectorAll('#deployment-devices td.status')].map(e => e.textContent).sort().join(',');")
+    };
+    let live = (0..900).any(|_| {
+        if page_statuses().as_str() == Some("failure,success") {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        false
     });
+    if !live {
+        let id = b.js("return location.hash.split('/')[2];");
+        let server = app
+            .get(&format!(
+                "/api/management/v1/deployments/deployments/{}/devices",
+                id.as_str().unwrap_or_default()
+            ))
+            .text();
+        panic!(
+            "the page shows {} after 180 s; the server says {server}; daemons:\n{}\n{}",
+            page_statuses(),
+            good.log_tail(),
+            bad.log_tail()
+        );
+    }
     assert_eq!(
         b.js("return window.__stillThisPage === true;"),
         json!(true),
         "the page was not reloaded"
     );
     b.wait_text("#deployment-stats", "success", 10);
+    // One device failed: the finished deployment says so, it is not a green "finished".
+    b.wait_text("#deployment-status", "failed", 10);
     b.screenshot("07-deployment-live");
     b.click("button[data-log]");
     b.wait_text("#device-log", "did not boot", 20);
     assert!(b.text("#device-log").contains("release-2"));
     b.screenshot("08-failed-device-log");
+
+    // The list updates live too: a deployment the server decides (the good device already
+    // runs release-2) turns "succeeded" without a reload.
+    b.go(&format!("{base}/ui/#/deployments"));
+    b.wait_text("tbody", "browser rollout", 10);
+    assert_eq!(b.text("tr[data-deployment] td.status"), "failed");
+    let good_id = app
+        .get("/api/management/v1/deployments/deployments")
+        .expect(200)
+        .json();
+    let rollout = good_id[0]["id"].as_str().unwrap().to_owned();
+    let devices = app
+        .get(&format!(
+            "/api/management/v1/deployments/deployments/{rollout}/devices"
+        ))
+        .expect(200)
+        .json();
+    let good_device = devices
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["status"] == "success")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let again = app.deploy("again", "release-2", &[&good_device]);
+    wait_for(60, "the list's live verdict", || {
+        let v = b.js(&format!("const r = document.querySelector('tr[data-deployment=\"{again}\"] td.status'); return r ? r.textContent : '';"));
+        (v.as_str()? == "succeeded").then_some(())
+    });
 
     // A device page with inventory and history.
     b.go(&format!("{base}/ui/#/devices"));
@@ -329,5 +422,161 @@ fn web_ui_admits_uploads_deploys_and_shows_live_progress() {
         "09-device",
     ] {
         assert!(shots.join(format!("{name}.png")).metadata().unwrap().len() > 1000);
+    }
+}
+
+/// Logs in as the admin (the right password at once).
+fn log_in(b: &Browser, base: &str) {
+    b.go(&format!("{base}/"));
+    b.type_into("#email", crate::common::ADMIN);
+    b.type_into("#password", crate::common::PASSWORD);
+    b.click("button[type=submit]");
+    b.wait_text("main h1", "Dashboard", 10);
+    b.wait_text("#live", "live", 10);
+}
+
+#[test]
+fn web_ui_plans_a_phased_rollout_advances_it_shows_its_automatic_pause_and_resumes() {
+    let app = TestApp::start();
+    let work = tempfile::tempdir().unwrap();
+    let mut daemons: Vec<SimDaemon> = (0..4)
+        .map(|i| {
+            let mut d =
+                SimDaemon::create(&app, &work.path().join(format!("d{i}")), "sim-board", "");
+            d.start();
+            d
+        })
+        .collect();
+    let ids: Vec<String> = daemons
+        .iter()
+        .map(|d| crate::daemon::accept(&app, &d.mac()))
+        .collect();
+    app.upload_ok(&rootfs_artifact(
+        work.path(),
+        "release-2",
+        "sim-board",
+        1 << 20,
+    ));
+    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/ui-screenshots");
+    let b = Browser::start(&shots);
+    let base = app.base();
+    log_in(&b, &base);
+
+    // Plan first: one canary, one more, then the rest; advanced by hand, paused on any failure.
+    b.go(&format!("{base}/ui/#/deployments"));
+    b.wait_text("#deployment-summary", "4 devices", 10);
+    b.type_into("#deployment-name", "phased in the browser");
+    b.type_into("#deployment-phases", "1, 1, rest");
+    b.type_into("#deployment-failure", "0");
+    b.click("#deployment-plan");
+    b.wait_text("#plan-totals", "4 devices: 4 would update", 10);
+    let phases = b.js("return [...document.querySelectorAll('#plan-phases tbody tr')].map(r => r.children[1].textContent).join(',');");
+    assert_eq!(phases, json!("1,1,2"), "devices per phase in the plan");
+    b.screenshot("11-rollout-plan");
+    b.click("#deployment-create");
+    b.wait_text("tbody", "phased in the browser", 10);
+    let opened = (0..5).any(|_| {
+        if b.js("return location.hash;").as_str() == Some("#/deployments") {
+            b.click("tr[data-deployment] a");
+        }
+        b.try_wait_text("main h1", "phased in the browser", 4)
+            .is_ok()
+    });
+    assert!(opened, "the deployment's page did not open from the list");
+    b.wait_text("#rollout-phase", "Phase 1 of 3", 10);
+    let d = app
+        .get("/api/management/v1/deployments/deployments")
+        .expect(200)
+        .json()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The canary succeeds; the device of phase 2 will not boot its new slot.
+    let devices = app
+        .get(&format!(
+            "/api/management/v1/deployments/deployments/{d}/devices"
+        ))
+        .expect(200)
+        .json();
+    let later = devices
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["phase"] == 2)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let i = ids.iter().position(|id| *id == later).unwrap();
+    let broken = Command::new(bin("aloftctl"))
+        .args(["sim", "break"])
+        .arg(&daemons[i].dir)
+        .arg("b")
+        .status()
+        .unwrap();
+    assert!(broken.success());
+    // A phase's cell as the page shows it (columns: phase, open, devices, succeeded, failed).
+    let cell = |phase: u32, col: usize| {
+        b.js(&format!("const r = document.querySelector('#rollout-phases tr[data-phase=\"{phase}\"]'); return r ? r.children[{col}].textContent : '';"))
+    };
+    wait_for(120, "the canary's success on the page", || {
+        (cell(1, 3).as_str()? == "1").then_some(())
+    });
+    assert_eq!(
+        cell(2, 1),
+        json!("not yet"),
+        "phase 2 waits for its advance"
+    );
+    b.screenshot("12-rollout-canary");
+
+    // Advanced by hand: phase 2 runs, its failure pauses the rollout, the page says why.
+    b.click("#rollout-advance");
+    b.wait_text("#rollout-phase", "Phase 2 of 3", 10);
+    if let Err(shown) = b.try_wait_text(
+        "#rollout-paused",
+        "Paused: phase 2: 1 of 1 devices failed (100%), above the failure threshold of 0%",
+        180,
+    ) {
+        let server = app
+            .get(&format!("/api/management/v1/deployments/deployments/{d}"))
+            .text();
+        let page = b.js("return document.getElementById('rollout').textContent;");
+        panic!("the page shows {shown:?} / {page}; the server says {server}");
+    }
+    assert_eq!(cell(3, 1), json!("not yet"));
+    b.screenshot("13-rollout-paused");
+    // Resumed and advanced: the last phase takes it.
+    b.click("#rollout-resume");
+    b.find("#rollout-running");
+    b.click("#rollout-advance");
+    b.wait_text("#rollout-phase", "Phase 3 of 3", 10);
+    wait_for(120, "the rollout to finish", || {
+        let v = app
+            .get(&format!("/api/management/v1/deployments/deployments/{d}"))
+            .expect(200)
+            .json();
+        (v["status"] == "finished").then_some(())
+    });
+    b.wait_text("#deployment-status", "failed", 20);
+    assert_eq!(cell(3, 3), json!("2"), "both of phase 3 succeeded");
+    b.screenshot("14-rollout-finished");
+
+    // The fleet-wide halt, engaged and released from the deployments page.
+    b.go(&format!("{base}/ui/#/deployments"));
+    b.click("#halt-toggle");
+    b.wait_text("#halt-status", "Every deployment is held", 10);
+    let h = app
+        .get("/api/management/v1/deployments/halt")
+        .expect(200)
+        .json();
+    assert_eq!(h["halted"], true, "{h}");
+    b.screenshot("15-fleet-halt");
+    b.click("#halt-toggle");
+    b.wait_text("#halt-status", "Not engaged", 10);
+    let errors = b.console_errors();
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+    for dev in &mut daemons {
+        dev.kill();
     }
 }

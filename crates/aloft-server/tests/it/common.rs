@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use aloft_server::config::{BlobLocation, S3Config, Secret, ServerConfig};
 use aloft_server::http::Settings;
-use aloft_server::server::{self, Running, ServeOptions};
+use aloft_server::server::{self, Running};
+use aloft_testkit::s3::S3Server;
 use serde_json::Value;
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
@@ -59,7 +61,75 @@ pub(crate) struct TestApp {
     pub(crate) cert: PathBuf,
     pub(crate) agent: ureq::Agent,
     pub(crate) token: String,
-    settings: Settings,
+    /// The configuration it was started with (`None`: a client of a server started elsewhere).
+    config: Option<ServerConfig>,
+    /// The S3 server of its artifact files (`ALOFT_TEST_BLOBS=s3`).
+    s3: Option<S3Server>,
+    /// The `PostgreSQL` database this server made, dropped at the end (replicas own none).
+    database: Option<TestDatabase>,
+}
+
+/// A fresh database on the `PostgreSQL` server at `ALOFT_TEST_POSTGRES_URL`.
+struct TestDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl TestDatabase {
+    /// `Some` when the tests run on `PostgreSQL` (`ALOFT_TEST_BACKEND=postgres`).
+    async fn create_if_asked() -> Option<Self> {
+        if std::env::var("ALOFT_TEST_BACKEND").as_deref() != Ok("postgres") {
+            return None;
+        }
+        Some(Self::create().await)
+    }
+
+    async fn create() -> Self {
+        use sqlx::{Connection as _, Executor as _};
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let admin_url = std::env::var("ALOFT_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let name = format!(
+            "aloft_it_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        sqlx::any::install_default_drivers();
+        let mut admin = sqlx::AnyConnection::connect(&admin_url)
+            .await
+            .expect("PostgreSQL for ALOFT_TEST_BACKEND=postgres (scripts/test.sh starts one)");
+        admin
+            .execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .unwrap();
+        let root = admin_url
+            .rsplit_once('/')
+            .map_or(admin_url.as_str(), |(r, _)| r);
+        let url = format!("{root}/{name}");
+        Self {
+            admin_url,
+            name,
+            url,
+        }
+    }
+
+    async fn drop_database(&self) {
+        use sqlx::{Connection as _, Executor as _};
+        if let Ok(mut admin) = sqlx::AnyConnection::connect(&self.admin_url).await {
+            let _ = admin
+                .execute(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name).as_str())
+                .await;
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 pub(crate) fn agent_for(cert: &Path) -> ureq::Agent {
@@ -90,33 +160,45 @@ impl TestApp {
         Self::start_on("127.0.0.1:0".parse().unwrap(), settings)
     }
 
-    /// On a given address (for a public URL that names its port).
-    pub(crate) fn start_on(listen: SocketAddr, settings: Settings) -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+    /// On a configuration made for its data folder (blobs in S3, shared keys, ...).
+    pub(crate) fn start_config(make: impl FnOnce(&Path) -> ServerConfig) -> Self {
+        let rt = runtime();
+        let database = rt.block_on(TestDatabase::create_if_asked());
+        Self::launch(rt, make, database, None)
+    }
+
+    /// Starts a server: on `database` (or `url`) when given, after creating the admin there.
+    fn launch(
+        rt: tokio::runtime::Runtime,
+        make: impl FnOnce(&Path) -> ServerConfig,
+        database: Option<TestDatabase>,
+        url: Option<&str>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
+        let mut cfg = make(&dir.path().join("data"));
+        if let Some(url) = database.as_ref().map(|d| d.url.as_str()).or(url) {
+            url.clone_into(&mut cfg.database_url);
+        }
         rt.block_on(async {
-            let store = server::open_store(&data).await.unwrap();
+            let store = server::open_store_url(&cfg.data_dir, Some(&cfg.database_url))
+                .await
+                .unwrap();
             aloft_server::http::useradm::create_user_row(&store, ADMIN, PASSWORD)
                 .await
                 .unwrap();
+            store.close().await;
         });
-        let running = rt
-            .block_on(server::start(
-                ServeOptions {
-                    data_dir: data,
-                    listen,
-                    public_url: settings.public_url.clone(),
-                    tls_cert: None,
-                    tls_key: None,
-                },
-                settings.clone(),
-            ))
-            .unwrap();
+        Self::serve(rt, dir, cfg, database).unwrap()
+    }
+
+    /// Starts the server of `cfg` and logs the admin in.
+    fn serve(
+        rt: tokio::runtime::Runtime,
+        dir: tempfile::TempDir,
+        cfg: ServerConfig,
+        database: Option<TestDatabase>,
+    ) -> anyhow::Result<Self> {
+        let running = rt.block_on(server::start_config(cfg.clone()))?;
         let agent = agent_for(&running.cert);
         let mut app = Self {
             addr: running.addr,
@@ -126,30 +208,103 @@ impl TestApp {
             dir,
             agent,
             token: String::new(),
-            settings,
+            config: Some(cfg),
+            s3: None,
+            database,
+        };
+        app.token = app.login(ADMIN, PASSWORD);
+        Ok(app)
+    }
+
+    /// On a given address (for a public URL that names its port). With `ALOFT_TEST_BLOBS=s3`,
+    /// its artifact files are in an S3 server of its own, so a test runs again on S3 (plain
+    /// HTTP for now: tests whose devices refuse plain-HTTP downloads, or that look at the
+    /// server's own download route or blob folder, do not pass that way yet). With
+    /// `ALOFT_TEST_BACKEND=postgres`, on a fresh `PostgreSQL` database.
+    pub(crate) fn start_on(listen: SocketAddr, settings: Settings) -> Self {
+        let s3 = (std::env::var("ALOFT_TEST_BLOBS").as_deref() == Ok("s3"))
+            .then(|| S3Server::start(&std::env::temp_dir()));
+        let mut app = Self::start_config(|data| {
+            let mut cfg = ServerConfig::for_data_dir(data, listen, settings);
+            if let Some(s3) = &s3 {
+                cfg.blobs = s3_location(s3, None);
+            }
+            cfg
+        });
+        app.s3 = s3;
+        app
+    }
+
+    /// On a fresh `PostgreSQL` database whatever `ALOFT_TEST_BACKEND` says (replica tests).
+    pub(crate) fn start_shared() -> Self {
+        let rt = runtime();
+        let database = rt.block_on(TestDatabase::create());
+        Self::launch(rt, default_config, Some(database), None)
+    }
+
+    /// On the database at `url` (which the test owns).
+    pub(crate) fn start_on_url(url: &str) -> Self {
+        Self::launch(runtime(), default_config, None, Some(url))
+    }
+
+    /// Another replica of this server: the same database and keys, its own data folder, port
+    /// and caches.
+    pub(crate) fn replica(&self) -> Self {
+        Self::try_replica(&self.data_dir(), self.database_url()).unwrap()
+    }
+
+    /// Starts a replica on `url` with the keys in `keys_dir` (where there are none, it makes
+    /// its own).
+    pub(crate) fn try_replica(keys_dir: &Path, url: &str) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        for key in ["jwt-ed25519.pem", "url-secret"] {
+            if keys_dir.join(key).exists() {
+                std::fs::copy(keys_dir.join(key), data.join(key)).unwrap();
+            }
+        }
+        let mut cfg = default_config(&data);
+        url.clone_into(&mut cfg.database_url);
+        Self::serve(runtime(), dir, cfg, None)
+    }
+
+    /// A client of a server started elsewhere (a process, a load balancer) at `addr`, whose
+    /// certificate is `cert`; logs the admin in.
+    pub(crate) fn client(addr: SocketAddr, cert: &Path) -> Self {
+        let mut app = Self {
+            addr,
+            cert: cert.to_owned(),
+            running: None,
+            rt: runtime(),
+            dir: tempfile::tempdir().unwrap(),
+            agent: agent_for(cert),
+            token: String::new(),
+            config: None,
+            s3: None,
+            database: None,
         };
         app.token = app.login(ADMIN, PASSWORD);
         app
+    }
+
+    /// The database URL of a server on `PostgreSQL`.
+    pub(crate) fn database_url(&self) -> &str {
+        let url = self.config.as_ref().map_or("", |c| c.database_url.as_str());
+        assert!(
+            url.starts_with("postgres"),
+            "a server on PostgreSQL, not {url:?}"
+        );
+        url
     }
 
     /// Stops the server (gracefully) and starts it again on the same port and data.
     pub(crate) fn restart(&mut self) {
         let running = self.running.take().unwrap();
         self.rt.block_on(running.shutdown()).unwrap();
-        let running = self
-            .rt
-            .block_on(server::start(
-                ServeOptions {
-                    data_dir: self.dir.path().join("data"),
-                    listen: self.addr,
-                    public_url: self.settings.public_url.clone(),
-                    tls_cert: None,
-                    tls_key: None,
-                },
-                self.settings.clone(),
-            ))
-            .unwrap();
-        self.running = Some(running);
+        let mut cfg = self.config.clone().expect("a server this test started");
+        cfg.listen = self.addr;
+        self.running = Some(self.rt.block_on(server::start_config(cfg)).unwrap());
     }
 
     pub(crate) fn base(&self) -> String {
@@ -157,7 +312,7 @@ impl TestApp {
     }
 
     pub(crate) fn url(&self, path: &str) -> String {
-        if path.starts_with("https://") {
+        if path.starts_with("https://") || path.starts_with("http://") {
             path.to_owned()
         } else {
             format!("{}{path}", self.base())
@@ -282,11 +437,15 @@ impl TestApp {
 
     /// Creates a deployment and returns its id.
     pub(crate) fn deploy(&self, name: &str, artifact: &str, devices: &[&str]) -> String {
+        self.create_deployment(
+            &serde_json::json!({"name": name, "artifact_name": artifact, "devices": devices}),
+        )
+    }
+
+    /// Creates a deployment from a whole body; returns its id.
+    pub(crate) fn create_deployment(&self, body: &Value) -> String {
         let r = self
-            .post(
-                "/api/management/v1/deployments/deployments",
-                &serde_json::json!({"name": name, "artifact_name": artifact, "devices": devices}),
-            )
+            .post("/api/management/v1/deployments/deployments", body)
             .expect(201);
         r.header("location")
             .unwrap()
@@ -306,7 +465,57 @@ impl Drop for TestApp {
         if let Some(r) = self.running.take() {
             let _ = self.rt.block_on(r.shutdown());
         }
+        if let Some(db) = self.database.take() {
+            self.rt.block_on(db.drop_database());
+        }
     }
+}
+
+/// The configuration of a single server on `data`, on a free port.
+fn default_config(data: &Path) -> ServerConfig {
+    ServerConfig::for_data_dir(data, "127.0.0.1:0".parse().unwrap(), Settings::default())
+}
+
+/// A fresh `PostgreSQL` database for servers a test starts as processes, dropped at the end.
+pub(crate) struct PgDatabase {
+    rt: tokio::runtime::Runtime,
+    db: TestDatabase,
+}
+
+impl PgDatabase {
+    pub(crate) fn create() -> Self {
+        let rt = runtime();
+        let db = rt.block_on(TestDatabase::create());
+        Self { rt, db }
+    }
+
+    pub(crate) fn url(&self) -> &str {
+        &self.db.url
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        self.rt.block_on(self.db.drop_database());
+    }
+}
+
+/// The key prefix of the test servers' S3 files.
+pub(crate) const S3_PREFIX: &str = "fleet";
+
+/// The test S3 server's bucket, seen by the server at its endpoint and by devices at
+/// `public_endpoint`.
+pub(crate) fn s3_location(s3: &S3Server, public_endpoint: Option<String>) -> BlobLocation {
+    BlobLocation::S3(S3Config {
+        bucket: aloft_testkit::s3::BUCKET.into(),
+        prefix: S3_PREFIX.into(),
+        endpoint: Some(s3.endpoint.clone()),
+        public_endpoint,
+        region: "us-east-1".into(),
+        access_key_id: Some(aloft_testkit::s3::ACCESS_KEY.into()),
+        secret_access_key: Some(Secret(aloft_testkit::s3::SECRET_KEY.into())),
+        allow_http: true,
+    })
 }
 
 /// A multipart/form-data body: the given text parts, then `artifact`.

@@ -125,6 +125,13 @@ impl SimDaemon {
         self.child = Some(child);
     }
 
+    /// The last lines of the daemon's log, for a failure message.
+    pub(crate) fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
     /// `kill -9`.
     pub(crate) fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

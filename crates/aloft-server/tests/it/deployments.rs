@@ -342,10 +342,8 @@ fn events_stream_device_and_deployment_changes_to_authorised_listeners() {
     let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
     let response = app
         .agent
-        .get(app.url(&format!(
-            "/api/management/v1/events?access_token={}",
-            app.token
-        )))
+        .get(app.url("/api/management/v1/events"))
+        .header("authorization", format!("Bearer {}", app.token))
         .call()
         .unwrap();
     assert_eq!(response.status(), 200);
@@ -400,4 +398,41 @@ fn events_stream_device_and_deployment_changes_to_authorised_listeners() {
         ),
         (Some(d.as_str()), Some(id.as_str()), Some("downloading"))
     );
+    // The event carries the deployment's new counters and summary: no need to ask again.
+    assert_eq!(e["deployment"]["statistics"]["status"]["downloading"], 1);
+    assert_eq!(e["deployment"]["summary"]["in_progress"], 1);
+    assert_eq!(e["deployment"]["status"], "inprogress");
+    dev.status(&app, &d, "failure").expect(204);
+    let e = next_of("device_deployment");
+    assert_eq!(e["status"], "failure");
+    assert_eq!(e["deployment"]["status"], "finished");
+    assert_eq!(e["deployment"]["summary"]["outcome"], "failed");
+    let served = app
+        .get(&format!("/api/management/v1/deployments/deployments/{d}"))
+        .expect(200)
+        .json();
+    assert_eq!(served["summary"]["outcome"], "failed");
+
+    // Outcomes the server decides, and aborting one device, are published too.
+    let d2 = app.deploy("again", "app-2", &[&id]);
+    next_of("deployment");
+    dev.next(&app, "app-2").expect(204);
+    let e = next_of("device_deployment");
+    assert_eq!(
+        (e["deployment_id"].as_str(), e["status"].as_str()),
+        (Some(d2.as_str()), Some("already-installed"))
+    );
+    assert_eq!(e["deployment"]["summary"]["outcome"], "succeeded");
+    let d3 = app.deploy("third", "app-2", &[&id]);
+    next_of("deployment");
+    app.delete(&format!(
+        "/api/management/v1/deployments/deployments/devices/{id}"
+    ))
+    .expect(204);
+    let e = next_of("device_deployment");
+    assert_eq!(
+        (e["deployment_id"].as_str(), e["status"].as_str()),
+        (Some(d3.as_str()), Some("aborted"))
+    );
+    assert_eq!(e["deployment"]["summary"]["outcome"], "aborted");
 }

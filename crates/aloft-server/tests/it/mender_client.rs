@@ -10,9 +10,9 @@ use serde_json::json;
 
 use crate::common::{TestApp, mender_module_artifact, mender_single_file, wait_for};
 
-struct MenderDevice {
+pub(crate) struct MenderDevice {
     child: Child,
-    root: PathBuf,
+    pub(crate) root: PathBuf,
 }
 
 impl Drop for MenderDevice {
@@ -23,13 +23,13 @@ impl Drop for MenderDevice {
 }
 
 impl MenderDevice {
-    fn signal(&self, sig: &str) {
+    pub(crate) fn signal(&self, sig: &str) {
         let _ = Command::new("kill")
             .args([sig, &self.child.id().to_string()])
             .status();
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.root.join("mender.log")).unwrap_or_default()
     }
 
@@ -44,7 +44,24 @@ fn script(path: &Path, body: &str) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
-fn start_mender(app: &TestApp, root: &Path) -> MenderDevice {
+pub(crate) fn start_mender(app: &TestApp, root: &Path) -> MenderDevice {
+    start_mender_as(app, root, "02:00:00:00:00:01")
+}
+
+/// A Mender client with its own MAC address (its identity).
+pub(crate) fn start_mender_as(app: &TestApp, root: &Path, mac: &str) -> MenderDevice {
+    start_mender_with(app, root, mac, None)
+}
+
+/// [`start_mender_as`], where the client sees its own `root/installed` at `dest`: several
+/// clients then install one file artifact side by side, each into its own folder, as separate
+/// devices would (Debian's single-file module on one shared folder races with itself).
+pub(crate) fn start_mender_with(
+    app: &TestApp,
+    root: &Path,
+    mac: &str,
+    dest: Option<&Path>,
+) -> MenderDevice {
     for d in [
         "identity",
         "inventory",
@@ -57,7 +74,10 @@ fn start_mender(app: &TestApp, root: &Path) -> MenderDevice {
     }
     script(
         &root.join("identity/mender-device-identity"),
-        "#!/bin/sh\necho mac=02:00:00:00:00:01\necho serial=SN-0001\n",
+        &format!(
+            "#!/bin/sh\necho mac={mac}\necho serial=SN-00{}\n",
+            mac.rsplit(':').next().unwrap_or("0001")
+        ),
     );
     script(
         &root.join("inventory/mender-inventory-test"),
@@ -102,9 +122,15 @@ fn start_mender(app: &TestApp, root: &Path) -> MenderDevice {
         "DBus": {"Enabled": false},
     });
     std::fs::write(root.join("mender.conf"), conf.to_string()).unwrap();
+    if let Some(d) = dest {
+        std::fs::create_dir_all(d).unwrap();
+    }
     let r = root.display();
+    let private_dest = dest.map_or(String::new(), |d| {
+        format!("mount --bind {r}/installed {}; ", d.display())
+    });
     let sh = format!(
-        "set -e; mount --bind {r}/identity /usr/share/mender/identity; \
+        "set -e; {private_dest}mount --bind {r}/identity /usr/share/mender/identity; \
          mount --bind {r}/inventory /usr/share/mender/inventory; \
          mount --bind {r}/etc /etc/mender; \
          mount --bind {r}/modules /usr/share/mender/modules/v3; \
@@ -136,7 +162,11 @@ fn inventory_value(app: &TestApp, device: &str, name: &str) -> Option<String> {
         .and_then(|a| a["value"].as_str().map(str::to_owned))
 }
 
-fn wait_finished(app: &TestApp, dev: &MenderDevice, deployment: &str) -> serde_json::Value {
+pub(crate) fn wait_finished(
+    app: &TestApp,
+    dev: &MenderDevice,
+    deployment: &str,
+) -> serde_json::Value {
     wait_for(90, "the deployment to finish", || {
         dev.signal("-USR1");
         let d = app

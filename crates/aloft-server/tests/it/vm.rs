@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use aloft_server::http::Settings;
-use aloft_testkit::vm::{Vm, grubenv_of_image, tail};
+use aloft_testkit::vm::{Vm, tail, try_grubenv_of_image};
 use serde_json::{Value, json};
 
 use crate::common::{TestApp, wait_for};
@@ -195,12 +195,20 @@ fn booted(vm: &Vm) -> String {
     }
 }
 
-/// The GRUB variables as the disk holds them (after the guest synced its filesystems).
+/// The GRUB variables as the disk holds them (after the guest synced its filesystems). The
+/// guest's daemon may be writing the environment at that very moment (its FAT mid-update, as
+/// mtools then says): sync and read again, a few times.
 fn env(bed: &Bed, vm: &Vm, disk: &Path) -> std::collections::BTreeMap<String, String> {
-    vm.ok("sync");
-    grubenv_of_image(disk, ESP_OFFSET, bed.work.path())
-        .into_iter()
-        .collect()
+    let mut last = String::new();
+    for _ in 0..5 {
+        vm.ok("sync");
+        match try_grubenv_of_image(disk, ESP_OFFSET, bed.work.path()) {
+            Ok(vars) => return vars.into_iter().collect(),
+            Err(e) => last = e,
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    panic!("the ESP could not be read after 5 syncs: {last}");
 }
 
 #[test]

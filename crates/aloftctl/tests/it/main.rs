@@ -2,6 +2,7 @@
 //! compatibility in both directions.
 
 mod cli;
+mod delta;
 mod image;
 mod mender;
 

@@ -1,0 +1,142 @@
+//! The health gate of a rollout: the devices it updated compared with its devices not yet
+//! updated (the control cohort). A device is unhealthy when its health probe fails (the aloft
+//! daemon's `aloft.health` inventory attribute) or when it has not checked in for the gate's
+//! offline time (any client, stock Mender ones too).
+
+/// One cohort's devices and how many of them are unhealthy, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Cohort {
+    /// Devices.
+    pub devices: u64,
+    /// Of which fail their health probe.
+    pub failing: u64,
+    /// Of which did not check in for the offline time (and do not fail their probe).
+    pub offline: u64,
+}
+
+impl Cohort {
+    /// Unhealthy devices.
+    pub fn unhealthy(&self) -> u64 {
+        self.failing + self.offline
+    }
+
+    /// Counts one device.
+    pub fn add(&mut self, failing: bool, offline: bool) {
+        self.devices += 1;
+        if failing {
+            self.failing += 1;
+        } else if offline {
+            self.offline += 1;
+        }
+    }
+}
+
+fn percent(n: u64, of: u64) -> u64 {
+    n * 100 / of.max(1)
+}
+
+/// Why the rollout must stop, when the updated cohort's unhealthy share exceeds the control
+/// cohort's by more than `margin` percentage points (`u/U − c/C > margin/100`, exactly, in
+/// integers); `None` while either cohort is empty.
+pub fn compare(updated: Cohort, control: Cohort, margin: u32) -> Option<String> {
+    if updated.devices == 0 || control.devices == 0 {
+        return None;
+    }
+    let (u, un) = (i128::from(updated.unhealthy()), i128::from(updated.devices));
+    let (c, cn) = (i128::from(control.unhealthy()), i128::from(control.devices));
+    if 100 * (u * cn - c * un) <= i128::from(margin) * un * cn {
+        return None;
+    }
+    Some(format!(
+        "health: {} of {} updated devices are unhealthy ({}%: {} fail their health probe, {} are offline) against {} of {} not yet updated ({}%), worse by more than {margin} points",
+        updated.unhealthy(),
+        updated.devices,
+        percent(updated.unhealthy(), updated.devices),
+        updated.failing,
+        updated.offline,
+        control.unhealthy(),
+        control.devices,
+        percent(control.unhealthy(), control.devices),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cohort(devices: u64, failing: u64, offline: u64) -> Cohort {
+        Cohort {
+            devices,
+            failing,
+            offline,
+        }
+    }
+
+    #[test]
+    fn the_updated_cohort_must_be_worse_by_more_than_the_margin() {
+        let cases = [
+            ("equal health", cohort(10, 1, 0), cohort(10, 1, 0), 0, false),
+            ("both healthy", cohort(10, 0, 0), cohort(90, 0, 0), 0, false),
+            (
+                "exactly at the margin",
+                cohort(10, 2, 0),
+                cohort(10, 0, 0),
+                20,
+                false,
+            ),
+            (
+                "just above it",
+                cohort(10, 2, 1),
+                cohort(10, 0, 0),
+                20,
+                true,
+            ),
+            ("offline counts", cohort(4, 0, 2), cohort(4, 0, 0), 20, true),
+            (
+                "the control is as sick",
+                cohort(4, 2, 0),
+                cohort(8, 4, 0),
+                20,
+                false,
+            ),
+            (
+                "no control cohort",
+                cohort(4, 4, 0),
+                cohort(0, 0, 0),
+                0,
+                false,
+            ),
+            (
+                "nothing updated yet",
+                cohort(0, 0, 0),
+                cohort(4, 0, 0),
+                0,
+                false,
+            ),
+            (
+                "rates, not counts",
+                cohort(3, 1, 0),
+                cohort(300, 10, 0),
+                20,
+                true,
+            ),
+        ];
+        for (what, u, c, margin, stops) in cases {
+            assert_eq!(compare(u, c, margin).is_some(), stops, "{what}");
+        }
+        assert_eq!(
+            compare(cohort(2, 2, 0), cohort(4, 0, 0), 20).unwrap(),
+            "health: 2 of 2 updated devices are unhealthy (100%: 2 fail their health probe, 0 are offline) against 0 of 4 not yet updated (0%), worse by more than 20 points"
+        );
+    }
+
+    #[test]
+    fn a_failing_probe_is_counted_once() {
+        let mut c = Cohort::default();
+        c.add(true, true);
+        c.add(false, true);
+        c.add(false, false);
+        assert_eq!(c, cohort(3, 1, 1));
+        assert_eq!(c.unhealthy(), 2);
+    }
+}

@@ -1,0 +1,154 @@
+//! Dry runs: what a proposed deployment would do, device by device, before it exists: the
+//! phase each device is dealt into, what it would get or why it is skipped (the rules the
+//! poll path applies, [`artifacts::outcome`], on the devices' inventory), the bytes, when each
+//! phase can open at the earliest, and a digest that creating the deployment can require.
+
+use std::collections::BTreeMap;
+
+use aloft_api::management::{
+    DeploymentPlan, PlanTotals, PlannedDevice, PlannedOutcome, PlannedPhase,
+};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::deployments::{NewDeployment, targets};
+use super::scheduling::update_modules;
+use super::{Ctx, ServiceResult, rollouts};
+use crate::domain::artifacts;
+use crate::domain::rollouts::earliest_starts;
+use crate::store::{ArtifactRow, AttrRow};
+use crate::time::{now_us, rfc3339_opt};
+
+/// A plan in one line: `N devices: U would update (B bytes), S skipped`.
+pub fn summary(plan: &DeploymentPlan) -> String {
+    let t = &plan.totals;
+    format!(
+        "{} devices: {} would update ({} bytes), {} skipped",
+        t.devices, t.updates, t.bytes, t.skipped
+    )
+}
+
+/// A device's provides as the server knows them: its inventory's text attributes.
+fn provides_of(attrs: &[AttrRow]) -> BTreeMap<String, String> {
+    attrs
+        .iter()
+        .filter(|a| a.scope == "inventory")
+        .filter_map(|a| match &a.value {
+            Value::String(s) => Some((a.name.clone(), s.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The plan of `d` now.
+pub async fn plan(ctx: Ctx<'_>, d: &NewDeployment) -> ServiceResult<DeploymentPlan> {
+    let (devices, _) = targets(ctx, d).await?;
+    let phases = match &d.plan {
+        Some(p) => rollouts::deal(ctx, p, &devices).await?,
+        None => vec![0; devices.len()],
+    };
+    let phase_count = d.plan.as_ref().map_or(1, |p| p.phases.len());
+    let mut by_type: BTreeMap<String, Vec<ArtifactRow>> = BTreeMap::new();
+    let mut planned = Vec::with_capacity(devices.len());
+    for (chunk, chunk_phases) in devices.chunks(1000).zip(phases.chunks(1000)) {
+        let found: BTreeMap<String, Vec<AttrRow>> = ctx
+            .store
+            .inventory_of(chunk)
+            .await?
+            .into_iter()
+            .map(|(dev, attrs)| (dev.id, attrs))
+            .collect();
+        for (id, phase) in chunk.iter().zip(chunk_phases) {
+            let attrs = found.get(id).map(Vec::as_slice).unwrap_or_default();
+            let provides = provides_of(attrs);
+            let device_type = provides.get("device_type").cloned().unwrap_or_default();
+            if !by_type.contains_key(&device_type) {
+                let found = ctx
+                    .store
+                    .artifacts_for(&d.artifact_name, &device_type)
+                    .await?;
+                by_type.insert(device_type.clone(), found);
+            }
+            let candidates = by_type
+                .get(&device_type)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let modules = update_modules(attrs);
+            let (outcome, artifact, reason) = match artifacts::outcome(
+                &d.artifact_name,
+                d.force,
+                &device_type,
+                candidates,
+                &provides,
+                &modules,
+            ) {
+                artifacts::Outcome::Update(a) => (PlannedOutcome::Update, Some(a), None),
+                artifacts::Outcome::AlreadyInstalled => (
+                    PlannedOutcome::AlreadyInstalled,
+                    None,
+                    Some(format!("it runs {} already", d.artifact_name)),
+                ),
+                artifacts::Outcome::NoArtifact(why) => {
+                    (PlannedOutcome::Noartifact, None, Some(why))
+                }
+            };
+            planned.push(PlannedDevice {
+                id: id.clone(),
+                phase: phase + 1,
+                outcome,
+                artifact_id: artifact.map(|a| a.id.clone()),
+                bytes: artifact.map_or(0, |a| a.size),
+                reason,
+            });
+        }
+    }
+    planned.sort_by(|a, b| (a.phase, &a.id).cmp(&(b.phase, &b.id)));
+    let starts = match &d.plan {
+        Some(p) => earliest_starts(p, now_us()),
+        None => vec![Some(now_us())],
+    };
+    let mut out_phases: Vec<PlannedPhase> = (0..phase_count)
+        .map(|i| PlannedPhase {
+            id: (i + 1).to_string(),
+            device_count: 0,
+            updates: 0,
+            bytes: 0,
+            earliest_start: rfc3339_opt(starts.get(i).copied().flatten()),
+        })
+        .collect();
+    let mut totals = PlanTotals {
+        devices: 0,
+        updates: 0,
+        skipped: 0,
+        bytes: 0,
+    };
+    let mut h = Sha256::new();
+    for p in &planned {
+        let slot = usize::try_from(p.phase - 1)
+            .ok()
+            .and_then(|i| out_phases.get_mut(i));
+        let update = p.outcome == PlannedOutcome::Update;
+        if let Some(slot) = slot {
+            slot.device_count += 1;
+            slot.updates += u64::from(update);
+            slot.bytes += p.bytes;
+        }
+        totals.devices += 1;
+        totals.updates += u64::from(update);
+        totals.skipped += u64::from(!update);
+        totals.bytes += p.bytes;
+        h.update(format!(
+            "{}\u{0}{}\u{0}{:?}\u{0}{}\u{1}",
+            p.id,
+            p.phase,
+            p.outcome,
+            p.artifact_id.as_deref().unwrap_or_default()
+        ));
+    }
+    Ok(DeploymentPlan {
+        devices: planned,
+        phases: out_phases,
+        totals,
+        digest: hex::encode(h.finalize()),
+    })
+}

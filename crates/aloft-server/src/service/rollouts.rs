@@ -1,0 +1,313 @@
+//! Rollouts: dealing a phased deployment's devices into phases, the gate each device passes
+//! before it starts, the fleet-wide halt, operators' commands, and the evaluation that
+//! advances, pauses or aborts a rollout (after every final report, and by the periodic job
+//! for what time alone decides). The rules are in [`crate::domain::rollouts`].
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aloft_api::status::{Counts, DeviceDeploymentStatus};
+
+use super::deployments::deployment_changed;
+use super::{Ctx, ServiceError, ServiceResult, stored};
+use crate::domain::health::Cohort;
+use crate::domain::rollouts::{self as rules, Candidate, Command, Load, Plan, State, Step, Wait};
+use crate::store::DeploymentRow;
+use crate::time::now_us;
+
+/// The switch that holds every deployment.
+pub const HALT: &str = "halt";
+/// How often the periodic job looks at every active rollout (time-driven steps are due
+/// within this bound).
+pub const TICK: Duration = Duration::from_secs(2);
+/// The window of `max_per_minute`.
+const MINUTE_US: i64 = 60_000_000;
+/// Most compare-and-set attempts of one evaluation before it leaves the rest to the job.
+const ATTEMPTS: usize = 4;
+
+/// A phased deployment's plan and state, read from its row.
+pub fn of(row: &DeploymentRow) -> ServiceResult<Option<(Plan, State)>> {
+    match (&row.rollout, &row.rollout_state) {
+        (Some(plan), Some(state)) => {
+            let plan: Plan = serde_json::from_str(plan)
+                .map_err(|e| ServiceError::Corrupt(format!("rollout plan of {}: {e}", row.id)))?;
+            let state: State = serde_json::from_str(state)
+                .map_err(|e| ServiceError::Corrupt(format!("rollout state of {}: {e}", row.id)))?;
+            Ok(Some((plan, state)))
+        }
+        (None, None) => Ok(None),
+        _ => Err(ServiceError::Corrupt(format!(
+            "deployment {} has half a rollout",
+            row.id
+        ))),
+    }
+}
+
+/// Each phase's devices per status group, and how many devices are at it now (handed out,
+/// not finished).
+pub async fn counts(ctx: Ctx<'_>, id: &str, phases: usize) -> ServiceResult<(Vec<Counts>, u64)> {
+    let mut out = vec![Counts::default(); phases];
+    let mut installing = 0;
+    for c in ctx.store.phase_counts(id).await? {
+        let status: DeviceDeploymentStatus = stored(&c.status)?;
+        if let Some(slot) = usize::try_from(c.phase).ok().and_then(|p| out.get_mut(p)) {
+            slot.add(status.group(), c.count);
+        }
+        if c.started && !status.is_final() {
+            installing += c.count;
+        }
+    }
+    Ok((out, installing))
+}
+
+/// Why the fleet-wide halt holds, while it does.
+pub async fn halted(ctx: Ctx<'_>) -> ServiceResult<Option<String>> {
+    Ok(ctx.store.switch(HALT).await?)
+}
+
+/// Engages (with a reason) or releases the fleet-wide halt.
+pub async fn set_halt(ctx: Ctx<'_>, reason: Option<String>) -> ServiceResult<()> {
+    if reason.as_ref().is_some_and(|r| r.len() > 1024) {
+        return Err(ServiceError::Invalid(
+            "reason must have at most 1024 characters".into(),
+        ));
+    }
+    ctx.store
+        .set_switch(HALT, reason.as_deref(), now_us())
+        .await?;
+    ctx.caches.deployments_changed();
+    if let Some(r) = &reason {
+        tracing::warn!(reason = %r, "fleet-wide halt engaged: no device starts an update");
+    } else {
+        tracing::info!("fleet-wide halt released");
+    }
+    for row in ctx.store.active_rollouts().await? {
+        deployment_changed(ctx, &row.id).await;
+    }
+    Ok(())
+}
+
+/// Whether a device whose part in `dep` is in `phase` may start it now.
+pub async fn gate(
+    ctx: Ctx<'_>,
+    dep: &DeploymentRow,
+    phase: u32,
+) -> ServiceResult<Result<(), Wait>> {
+    let halted = halted(ctx).await?.is_some();
+    let Some((plan, state)) = of(dep)? else {
+        return Ok(rules::may_start(None, None, phase, halted, Load::default()));
+    };
+    let o = &plan.options;
+    let load = if o.max_installing.is_some() || o.max_per_minute.is_some() {
+        let (phases, installing) = counts(ctx, &dep.id, plan.phases.len()).await?;
+        let started_last_minute = if o.max_per_minute.is_some() {
+            ctx.store
+                .started_since(&dep.id, now_us() - MINUTE_US)
+                .await?
+        } else {
+            0
+        };
+        Load {
+            installing,
+            started_last_minute,
+            successes: phases.iter().map(|c| c.success).sum(),
+        }
+    } else {
+        Load::default()
+    };
+    Ok(rules::may_start(
+        Some(&plan),
+        Some(&state),
+        phase,
+        halted,
+        load,
+    ))
+}
+
+/// Deals `devices` into the plan's phases (the phase of each, in the order given), or says
+/// why it cannot (a canary not among them, a phase left empty).
+pub async fn deal(ctx: Ctx<'_>, plan: &Plan, devices: &[String]) -> ServiceResult<Vec<u32>> {
+    let attribute = plan.options.attribute.as_deref();
+    let mut candidates = Vec::with_capacity(devices.len());
+    for chunk in devices.chunks(1000) {
+        for (dev, attrs) in ctx.store.inventory_of(chunk).await? {
+            let value = attribute
+                .and_then(|a| {
+                    attrs
+                        .iter()
+                        .find(|x| x.scope == "inventory" && x.name == a)
+                        .map(|x| match &x.value {
+                            serde_json::Value::String(s) => s.clone(),
+                            v => v.to_string(),
+                        })
+                })
+                .unwrap_or_default();
+            candidates.push(Candidate {
+                id: dev.id,
+                created: dev.created_ts,
+                value,
+            });
+        }
+    }
+    if let Some(c) = plan.options.canaries.iter().find(|c| !devices.contains(c)) {
+        return Err(ServiceError::Invalid(format!(
+            "canary {c:?} is not among the deployment's devices"
+        )));
+    }
+    let n = u64::try_from(candidates.len()).unwrap_or(u64::MAX);
+    let sizes = rules::sizes(n, &plan.phases).map_err(ServiceError::Invalid)?;
+    let ordered = rules::order(candidates, &plan.options);
+    let mut phase_of: BTreeMap<&str, u32> = BTreeMap::new();
+    let mut at = ordered.iter();
+    for (phase, size) in sizes.iter().enumerate() {
+        for id in at
+            .by_ref()
+            .take(usize::try_from(*size).unwrap_or(usize::MAX))
+        {
+            phase_of.insert(id, u32::try_from(phase).unwrap_or(u32::MAX));
+        }
+    }
+    Ok(devices
+        .iter()
+        .map(|d| phase_of.get(d.as_str()).copied().unwrap_or(0))
+        .collect())
+}
+
+/// The updated and the control cohorts of a rollout with a health gate, at `now`. A device
+/// counts as offline when its last recorded contact, or the rollout's start when it is later
+/// (contacts are written in batches, a new device may not have one yet), is older than the
+/// gate's offline time plus the write interval.
+pub async fn cohorts(
+    ctx: Ctx<'_>,
+    dep: &DeploymentRow,
+    plan: &Plan,
+    now: i64,
+) -> ServiceResult<Option<(Cohort, Cohort)>> {
+    let Some(gate) = plan.options.health else {
+        return Ok(None);
+    };
+    // Contact times are written at most every `CHECK_IN_EVERY_US` (and flushed within a
+    // second): a device polling all along may look that much older.
+    let slack = crate::cache::CHECK_IN_EVERY_US + 1_000_000;
+    let offline_before = now.saturating_sub(
+        i64::try_from(gate.offline_after_seconds)
+            .unwrap_or(i64::MAX / 1_000_000)
+            .saturating_mul(1_000_000)
+            .saturating_add(slack),
+    );
+    let (mut updated, mut control) = (Cohort::default(), Cohort::default());
+    for row in ctx.store.rollout_health(&dep.id).await? {
+        let seen = row
+            .check_in_time
+            .map_or(dep.created, |t| t.max(dep.created));
+        let offline = seen < offline_before;
+        let cohort = if row.status == "success" {
+            &mut updated
+        } else {
+            &mut control
+        };
+        cohort.add(row.failing, offline);
+    }
+    Ok(Some((updated, control)))
+}
+
+/// Stores `new` in place of `old`; `false` if another replica changed it first.
+async fn swap(ctx: Ctx<'_>, id: &str, old: &State, new: &State) -> ServiceResult<bool> {
+    let (old, new) = (json(old), json(new));
+    Ok(ctx.store.set_rollout_state(id, &old, &new).await?)
+}
+
+/// A state as stored.
+pub fn json(state: &State) -> String {
+    serde_json::to_string(state).unwrap_or_default()
+}
+
+/// Applies what the rules decide for a rollout now, step by step (a threshold met with no
+/// soak advances at once); publishes each change.
+pub async fn evaluate(ctx: Ctx<'_>, id: &str) -> ServiceResult<()> {
+    for _ in 0..ATTEMPTS {
+        let Some(row) = ctx.store.deployment(id).await? else {
+            return Ok(());
+        };
+        if row.status == "finished" {
+            return Ok(());
+        }
+        let Some((plan, state)) = of(&row)? else {
+            return Ok(());
+        };
+        let (counts, _) = counts(ctx, id, plan.phases.len()).await?;
+        let now = now_us();
+        let health = cohorts(ctx, &row, &plan, now).await?;
+        let Some(step) = rules::decide(&plan, &state, &counts, health, now) else {
+            return Ok(());
+        };
+        let next = rules::apply(&state, &step, now);
+        if !swap(ctx, id, &state, &next).await? {
+            continue; // another replica moved it: decide again from what it stored
+        }
+        match &step {
+            Step::Advance => {
+                ctx.caches.deployments_changed();
+                tracing::info!(deployment.id = %id, phase = next.phase + 1, "rollout advanced");
+            }
+            Step::Met(_) => {
+                tracing::info!(deployment.id = %id, phase = next.phase + 1, "phase met its success threshold; soaking");
+            }
+            Step::Pause(reason) => {
+                tracing::warn!(deployment.id = %id, reason = %reason, "rollout paused");
+            }
+            Step::Abort(reason) => {
+                tracing::warn!(deployment.id = %id, reason = %reason, "rollout aborted");
+                return super::deployments::abort(ctx, id).await;
+            }
+        }
+        deployment_changed(ctx, id).await;
+    }
+    Ok(())
+}
+
+/// Carries out an operator's command on a rollout.
+pub async fn command(ctx: Ctx<'_>, id: &str, cmd: Command) -> ServiceResult<()> {
+    let row = ctx
+        .store
+        .deployment(id)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound("deployment not found".into()))?;
+    if row.status == "finished" {
+        return Err(ServiceError::Rule("the deployment has finished".into()));
+    }
+    let Some((plan, state)) = of(&row)? else {
+        return Err(ServiceError::Rule(
+            "the deployment has no phases to pause, resume or advance".into(),
+        ));
+    };
+    let (counts, _) = counts(ctx, id, plan.phases.len()).await?;
+    let failures = counts.iter().map(|c| c.failure).sum();
+    let unhealthy = cohorts(ctx, &row, &plan, now_us())
+        .await?
+        .map_or(0, |(updated, _)| updated.unhealthy());
+    let next = rules::command(&plan, &state, &cmd, (failures, unhealthy), now_us())
+        .map_err(ServiceError::Rule)?;
+    if !swap(ctx, id, &state, &next).await? {
+        return Err(ServiceError::Rule(
+            "the rollout changed meanwhile; look again and retry".into(),
+        ));
+    }
+    ctx.caches.deployments_changed();
+    tracing::info!(deployment.id = %id, command = ?cmd, phase = next.phase + 1, "rollout command");
+    deployment_changed(ctx, id).await;
+    if !matches!(cmd, Command::Pause(_)) {
+        evaluate(ctx, id).await?;
+    }
+    Ok(())
+}
+
+/// The periodic job: every active rollout evaluated (start times and soaks end by the clock).
+pub async fn tick(ctx: Ctx<'_>) -> ServiceResult<()> {
+    for row in ctx.store.active_rollouts().await? {
+        if let Err(e) = evaluate(ctx, &row.id).await {
+            tracing::warn!(deployment.id = %row.id, error = %e, "cannot evaluate a rollout");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,426 @@
+//! Deployments and status reports.
+
+use aloft_server::store::{DeploymentQuery, StatusOutcome, Store as _, StoreError};
+
+use serde_json::json;
+
+use crate::Db;
+use crate::admission::{accepted, deployment};
+use crate::artifacts::artifact;
+
+async fn one_device(db: &Db) -> String {
+    db.insert_artifact(&artifact("a1", "rel", &["pi"], None))
+        .await
+        .unwrap();
+    let dev = accepted(db, "a").await;
+    db.create_deployment(
+        &deployment("d1", "rel"),
+        std::slice::from_ref(&dev),
+        &[],
+        "fp",
+    )
+    .await
+    .unwrap();
+    dev
+}
+
+pub(crate) async fn duplicate_active_deployments_conflict(db: Db) {
+    let dev = one_device(&db).await;
+    let again = db
+        .create_deployment(
+            &deployment("d2", "rel"),
+            std::slice::from_ref(&dev),
+            &[],
+            "fp",
+        )
+        .await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    assert!(db.deployment("d2").await.unwrap().is_none());
+    db.abort_deployment("d1", 60).await.unwrap();
+    db.create_deployment(&deployment("d2", "rel"), &[dev], &[], "fp")
+        .await
+        .unwrap();
+}
+
+pub(crate) async fn reports_move_devices_and_finish_the_deployment(db: Db) {
+    let dev = one_device(&db).await;
+    let open = db.open_device_deployments(&dev).await.unwrap();
+    assert_eq!(open.len(), 1);
+    db.assign(&open[0].id, Some("a1"), None, 50).await.unwrap();
+    assert_eq!(
+        db.deployment("d1").await.unwrap().unwrap().status,
+        "inprogress"
+    );
+    for st in ["downloading", "installing", "rebooting"] {
+        assert_eq!(
+            db.report_status("d1", &dev, st, Some("step"), 51)
+                .await
+                .unwrap(),
+            StatusOutcome::Recorded
+        );
+    }
+    assert_eq!(
+        db.deployment("d1").await.unwrap().unwrap().status,
+        "inprogress"
+    );
+    db.report_status("d1", &dev, "success", None, 52)
+        .await
+        .unwrap();
+    let d = db.deployment("d1").await.unwrap().unwrap();
+    assert_eq!((d.status.as_str(), d.finished), ("finished", Some(52)));
+    assert!(db.open_device_deployments(&dev).await.unwrap().is_empty());
+    let (hist, total) = db.device_history(&dev, None, 1, 10).await.unwrap();
+    assert_eq!(
+        (
+            hist[0].status.as_str(),
+            hist[0].artifact_id.as_deref(),
+            total
+        ),
+        ("success", Some("a1"), 1)
+    );
+    assert!(matches!(
+        db.report_status("nope", &dev, "success", None, 53).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+pub(crate) async fn final_statuses_are_kept(db: Db) {
+    let dev = one_device(&db).await;
+    db.report_status("d1", &dev, "failure", None, 51)
+        .await
+        .unwrap();
+    // A retried final report is acknowledged; another final status is refused.
+    assert_eq!(
+        db.report_status("d1", &dev, "failure", None, 52)
+            .await
+            .unwrap(),
+        StatusOutcome::Recorded
+    );
+    assert!(matches!(
+        db.report_status("d1", &dev, "success", None, 53).await,
+        Err(StoreError::Rule(_))
+    ));
+    // Server-decided outcomes end it too.
+    let other = accepted(&db, "b").await;
+    db.create_deployment(
+        &deployment("d2", "rel"),
+        std::slice::from_ref(&other),
+        &[],
+        "fp2",
+    )
+    .await
+    .unwrap();
+    let open = db.open_device_deployments(&other).await.unwrap();
+    db.assign(&open[0].id, None, Some("noartifact"), 54)
+        .await
+        .unwrap();
+    assert_eq!(
+        db.deployment("d2").await.unwrap().unwrap().status,
+        "finished"
+    );
+    let (dds, _) = db.device_deployments("d2", None, 0, 0).await.unwrap();
+    assert_eq!(
+        (dds[0].status.as_str(), dds[0].finished),
+        ("noartifact", Some(54))
+    );
+}
+
+pub(crate) async fn aborting_stops_devices(db: Db) {
+    let dev = one_device(&db).await;
+    db.report_status("d1", &dev, "downloading", None, 51)
+        .await
+        .unwrap();
+    db.abort_deployment("d1", 52).await.unwrap();
+    assert_eq!(
+        db.report_status("d1", &dev, "installing", None, 53)
+            .await
+            .unwrap(),
+        StatusOutcome::Aborted
+    );
+    assert!(matches!(
+        db.abort_deployment("d1", 54).await,
+        Err(StoreError::Rule(_))
+    ));
+    assert!(matches!(
+        db.abort_deployment("none", 54).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let q = DeploymentQuery {
+        status: Some("aborted".into()),
+        page: 1,
+        per_page: 10,
+        ..DeploymentQuery::default()
+    };
+    assert_eq!(db.deployments(&q).await.unwrap().1, 1);
+    // Aborting one device ends only that device's deployments.
+    let other = accepted(&db, "b").await;
+    db.create_deployment(
+        &deployment("d2", "rel"),
+        &[dev.clone(), other.clone()],
+        &[],
+        "fp2",
+    )
+    .await
+    .unwrap();
+    db.abort_device(&dev, 55).await.unwrap();
+    let (dds, _) = db
+        .device_deployments("d2", Some("aborted"), 0, 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        dds.iter().map(|d| d.device_id.as_str()).collect::<Vec<_>>(),
+        [dev.as_str()]
+    );
+    assert_eq!(db.open_device_deployments(&other).await.unwrap().len(), 1);
+    db.delete_device_history(&dev).await.unwrap();
+    assert_eq!(db.device_history(&dev, None, 0, 0).await.unwrap().1, 0);
+}
+
+/// Many devices of one deployment report their last status at the same time: the deployment
+/// must end `finished` (on `PostgreSQL`, each report counts the others' under a row lock).
+pub(crate) async fn concurrent_reports_finish_the_deployment(db: Db) {
+    db.insert_artifact(&artifact("a1", "rel", &["pi"], None))
+        .await
+        .unwrap();
+    let mut devs = Vec::new();
+    for i in 0..12 {
+        devs.push(accepted(&db, &format!("dev{i}")).await);
+    }
+    db.create_deployment(&deployment("d1", "rel"), &devs, &[], "fp")
+        .await
+        .unwrap();
+    for dev in &devs {
+        db.report_status("d1", dev, "installing", None, 50)
+            .await
+            .unwrap();
+    }
+    let mut tasks = Vec::new();
+    for (i, dev) in devs.iter().enumerate() {
+        let (db, dev) = (db.clone(), dev.clone());
+        let st = if i % 4 == 0 { "failure" } else { "success" };
+        tasks.push(tokio::spawn(async move {
+            db.report_status("d1", &dev, st, None, 60).await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(
+        db.deployment("d1").await.unwrap().unwrap().status,
+        "finished"
+    );
+    let stats = db.deployment_stats("d1").await.unwrap();
+    assert_eq!(
+        (stats.by_status["success"], stats.by_status["failure"]),
+        (9, 3)
+    );
+}
+
+pub(crate) async fn status_groups_filter_device_deployments(db: Db) {
+    db.insert_artifact(&artifact("a1", "rel", &["pi"], None))
+        .await
+        .unwrap();
+    let devs = [
+        accepted(&db, "a").await,
+        accepted(&db, "b").await,
+        accepted(&db, "c").await,
+    ];
+    db.create_deployment(&deployment("d1", "rel"), &devs, &[], "fp")
+        .await
+        .unwrap();
+    db.report_status("d1", &devs[0], "pause_before_rebooting", None, 50)
+        .await
+        .unwrap();
+    db.report_status("d1", &devs[1], "success", None, 51)
+        .await
+        .unwrap();
+    let count = |st: &'static str| {
+        let db = db.clone();
+        async move { db.device_deployments("d1", Some(st), 0, 0).await.unwrap().1 }
+    };
+    assert_eq!(count("pause").await, 1);
+    assert_eq!(count("active").await, 2);
+    assert_eq!(count("finished").await, 1);
+    assert_eq!(count("pending").await, 1);
+    let (page, total) = db.device_deployments("d1", None, 2, 2).await.unwrap();
+    assert_eq!((page.len(), total), (1, 3));
+}
+
+pub(crate) async fn statistics_count_every_status(db: Db) {
+    let dev = one_device(&db).await;
+    let open = db.open_device_deployments(&dev).await.unwrap();
+    db.assign(&open[0].id, Some("a1"), None, 50).await.unwrap();
+    db.report_status("d1", &dev, "downloading", None, 51)
+        .await
+        .unwrap();
+    let stats = db.deployment_stats("d1").await.unwrap();
+    assert_eq!(
+        stats.by_status.len(),
+        13,
+        "every status is counted, zeros too"
+    );
+    assert_eq!(
+        (
+            stats.by_status["downloading"],
+            stats.max_devices,
+            stats.device_count
+        ),
+        (1, 1, 1)
+    );
+    assert_eq!(
+        (stats.artifacts.clone(), stats.total_size),
+        (vec!["a1".to_owned()], 1000)
+    );
+    let counts = db.deployment_counts().await.unwrap();
+    assert_eq!(counts.get("inprogress"), Some(&1));
+    let q = DeploymentQuery {
+        search: Some("DEPLOY".into()),
+        page: 1,
+        per_page: 10,
+        ..DeploymentQuery::default()
+    };
+    assert_eq!(
+        db.deployments(&q).await.unwrap().1,
+        1,
+        "search ignores case"
+    );
+}
+
+pub(crate) async fn logs_are_kept_per_device(db: Db) {
+    let dev = one_device(&db).await;
+    assert_eq!(db.log("d1", &dev).await.unwrap(), None);
+    let (dds, _) = db.device_deployments("d1", None, 0, 0).await.unwrap();
+    assert!(!dds[0].has_log);
+    db.put_log("d1", &dev, "line 1\nline 2").await.unwrap();
+    assert_eq!(
+        db.log("d1", &dev).await.unwrap().as_deref(),
+        Some("line 1\nline 2")
+    );
+    let (dds, _) = db.device_deployments("d1", None, 0, 0).await.unwrap();
+    assert!(dds[0].has_log);
+    assert!(matches!(
+        db.put_log("d1", "other", "x").await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+pub(crate) async fn list_statistics_load_in_one_batch(db: Db) {
+    let dev = one_device(&db).await;
+    let other = accepted(&db, "b").await;
+    db.create_deployment(
+        &deployment("d2", "rel"),
+        &[dev.clone(), other.clone()],
+        &[],
+        "fp2",
+    )
+    .await
+    .unwrap();
+    let open = db.open_device_deployments(&dev).await.unwrap();
+    db.assign(&open[0].id, Some("a1"), None, 50).await.unwrap();
+    db.report_status("d2", &other, "downloading", None, 51)
+        .await
+        .unwrap();
+    let ids = ["d1".to_owned(), "d2".to_owned(), "none".to_owned()];
+    let all = db.deployment_stats_of(&ids).await.unwrap();
+    for id in ["d1", "d2"] {
+        let one = db.deployment_stats(id).await.unwrap();
+        let batch = &all[id];
+        assert_eq!(
+            (
+                &batch.by_status,
+                batch.max_devices,
+                batch.device_count,
+                &batch.artifacts,
+                batch.total_size
+            ),
+            (
+                &one.by_status,
+                one.max_devices,
+                one.device_count,
+                &one.artifacts,
+                one.total_size
+            ),
+            "{id}"
+        );
+    }
+    assert_eq!(
+        (all["d2"].max_devices, all["d2"].by_status["downloading"]),
+        (2, 1)
+    );
+    assert_eq!(all["none"].max_devices, 0);
+}
+
+pub(crate) async fn rollout_states_change_by_compare_and_set(db: Db) {
+    let mut devs = Vec::new();
+    for mac in ["p0", "p1", "p2"] {
+        devs.push(accepted(&db, mac).await);
+    }
+    let mut d = deployment("r1", "rel");
+    d.rollout = Some("{}".into());
+    d.rollout_state = Some("s0".into());
+    db.create_deployment(&d, &devs, &[0, 1, 1], "fp")
+        .await
+        .unwrap();
+    for (dev, want) in devs.iter().zip([0, 1, 1]) {
+        let dd = db.open_device_deployments(dev).await.unwrap();
+        assert_eq!(dd[0].phase, want, "{dev}");
+    }
+    // Of two replicas deciding from the same state, only the first wins.
+    assert!(db.set_rollout_state("r1", "s0", "s1").await.unwrap());
+    assert!(!db.set_rollout_state("r1", "s0", "s1b").await.unwrap());
+    let row = db.deployment("r1").await.unwrap().unwrap();
+    assert_eq!(row.rollout_state.as_deref(), Some("s1"));
+    assert_eq!(db.active_rollouts().await.unwrap().len(), 1);
+    db.assign(
+        &db.open_device_deployments(&devs[0]).await.unwrap()[0].id,
+        Some("a"),
+        None,
+        50,
+    )
+    .await
+    .unwrap();
+    assert_eq!(db.started_since("r1", 50).await.unwrap(), 1);
+    assert_eq!(db.started_since("r1", 51).await.unwrap(), 0);
+    db.report_status("r1", &devs[0], "failure", None, 51)
+        .await
+        .unwrap();
+    let mut counts = db.phase_counts("r1").await.unwrap();
+    counts.sort_by(|a, b| (a.phase, &a.status).cmp(&(b.phase, &b.status)));
+    let got: Vec<(u32, &str, bool, u64)> = counts
+        .iter()
+        .map(|c| (c.phase, c.status.as_str(), c.started, c.count))
+        .collect();
+    assert_eq!(got, [(0, "failure", true, 1), (1, "pending", false, 2)]);
+    // The health gate's view: the failed device is left out; contact times and verdicts.
+    db.check_in_many(&[(devs[1].clone(), 77)]).await.unwrap();
+    db.put_inventory(
+        &devs[1],
+        &[("aloft.health".into(), json!("failing"))],
+        false,
+        78,
+    )
+    .await
+    .unwrap();
+    let mut health = db.rollout_health("r1").await.unwrap();
+    health.sort_by_key(|h| h.check_in_time);
+    let got: Vec<(&str, Option<i64>, bool)> = health
+        .iter()
+        .map(|h| (h.status.as_str(), h.check_in_time, h.failing))
+        .collect();
+    assert_eq!(got[1..], [("pending", Some(78), true)][..], "{got:?}");
+    assert_eq!(got.len(), 2, "{got:?}");
+    db.abort_deployment("r1", 60).await.unwrap();
+    assert!(db.active_rollouts().await.unwrap().is_empty());
+}
+
+pub(crate) async fn switches_engage_and_release(db: Db) {
+    assert_eq!(db.switch("halt").await.unwrap(), None);
+    db.set_switch("halt", Some("incident 42"), 1).await.unwrap();
+    db.set_switch("halt", Some("incident 43"), 2).await.unwrap();
+    assert_eq!(
+        db.switch("halt").await.unwrap().as_deref(),
+        Some("incident 43")
+    );
+    db.set_switch("halt", None, 3).await.unwrap();
+    assert_eq!(db.switch("halt").await.unwrap(), None);
+}
