@@ -133,16 +133,26 @@ impl DeploymentView {
 /// Adds the aggregates to a deployment row.
 pub async fn view(ctx: Ctx<'_>, row: DeploymentRow) -> ServiceResult<DeploymentView> {
     let counters = ctx.store.deployment_stats(&row.id).await?;
-    let rollout = rollout_view(ctx, &row).await?;
+    let mut halted = None;
+    let rollout = rollout_view(ctx, &row, &mut halted).await?;
     view_with(row, counters, rollout)
 }
 
-async fn rollout_view(ctx: Ctx<'_>, row: &DeploymentRow) -> ServiceResult<Option<RolloutView>> {
+/// The rollout part of a view; `halted` caches the fleet-wide halt for a page of rows (read
+/// once, and only when a row has a rollout).
+async fn rollout_view(
+    ctx: Ctx<'_>,
+    row: &DeploymentRow,
+    halted: &mut Option<bool>,
+) -> ServiceResult<Option<RolloutView>> {
     let Some((plan, state)) = rollouts::of(row)? else {
         return Ok(None);
     };
     let (phases, _) = rollouts::counts(ctx, &row.id, plan.phases.len()).await?;
-    let halted = rollouts::halted(ctx).await?.is_some();
+    let halted = match *halted {
+        Some(h) => h,
+        None => *halted.insert(rollouts::halted(ctx).await?.is_some()),
+    };
     Ok(Some(RolloutView {
         plan,
         state,
@@ -151,14 +161,16 @@ async fn rollout_view(ctx: Ctx<'_>, row: &DeploymentRow) -> ServiceResult<Option
     }))
 }
 
-/// Adds the aggregates to a page of deployment rows, read in one batch.
+/// Adds the aggregates to a page of deployment rows, read in one batch (per-phase counts are
+/// one more query for each row that has a rollout).
 pub async fn views(ctx: Ctx<'_>, rows: Vec<DeploymentRow>) -> ServiceResult<Vec<DeploymentView>> {
     let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
     let mut all = ctx.store.deployment_stats_of(&ids).await?;
     let mut out = Vec::with_capacity(rows.len());
+    let mut halted = None;
     for row in rows {
         let counters = all.remove(&row.id).unwrap_or_default();
-        let rollout = rollout_view(ctx, &row).await?;
+        let rollout = rollout_view(ctx, &row, &mut halted).await?;
         out.push(view_with(row, counters, rollout)?);
     }
     Ok(out)
@@ -286,8 +298,19 @@ pub(crate) async fn targets(
 /// have that digest (the fleet did not change since the operator saw it).
 pub async fn create(ctx: Ctx<'_>, d: NewDeployment) -> ServiceResult<String> {
     let (devices, groups) = targets(ctx, &d).await?;
+    let phases = match &d.plan {
+        Some(plan) => rollouts::deal(ctx, plan, &devices).await?,
+        None => Vec::new(),
+    };
     if let Some(want) = &d.expect_plan {
-        let now = super::plans::plan(ctx, &d).await?;
+        let flat;
+        let dealt = if d.plan.is_some() {
+            &phases
+        } else {
+            flat = vec![0; devices.len()];
+            &flat
+        };
+        let now = super::plans::plan_for(ctx, &d, &devices, dealt).await?;
         if &now.digest != want {
             return Err(ServiceError::Conflict(format!(
                 "the fleet changed since the plan; it is now {}",
@@ -296,10 +319,6 @@ pub async fn create(ctx: Ctx<'_>, d: NewDeployment) -> ServiceResult<String> {
         }
     }
     let now = now_us();
-    let phases = match &d.plan {
-        Some(plan) => rollouts::deal(ctx, plan, &devices).await?,
-        None => Vec::new(),
-    };
     let row = DeploymentRow {
         id: uuid::Uuid::new_v4().to_string(),
         name: d.name.clone(),

@@ -47,6 +47,18 @@ pub async fn plan(ctx: Ctx<'_>, d: &NewDeployment) -> ServiceResult<DeploymentPl
         Some(p) => rollouts::deal(ctx, p, &devices).await?,
         None => vec![0; devices.len()],
     };
+    plan_for(ctx, d, &devices, &phases).await
+}
+
+/// The plan for targets already resolved and dealt into phases (`phases[i]` is device `i`'s
+/// 0-based phase): what `create` checks `expect_plan` against, so that the devices it writes
+/// are the very ones the digest covers.
+pub(super) async fn plan_for(
+    ctx: Ctx<'_>,
+    d: &NewDeployment,
+    devices: &[String],
+    phases: &[u32],
+) -> ServiceResult<DeploymentPlan> {
     let phase_count = d.plan.as_ref().map_or(1, |p| p.phases.len());
     let mut by_type: BTreeMap<String, Vec<ArtifactRow>> = BTreeMap::new();
     let mut planned = Vec::with_capacity(devices.len());
