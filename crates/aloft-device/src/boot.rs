@@ -2,11 +2,13 @@
 //! `bootcount`, ...) through which the running system tells the bootloader which slot to try.
 //!
 //! Owns: the on-disk formats ([`uboot`]: U-Boot environment, single or redundant copies;
-//! [`grub`]: GRUB environment block) and their power-cut-safe writes. Must not: decide what to
+//! [`grub`]: GRUB environment block; [`grub_pair`]: its lock-guarded redundant pair for a FAT
+//! ESP) and their power-cut-safe writes. Must not: decide what to
 //! write; the update state machine does, through [`EnvStore::update`].
 
 pub mod control;
 pub mod grub;
+pub mod grub_pair;
 pub mod uboot;
 
 use std::collections::BTreeMap;
@@ -97,6 +99,25 @@ pub(crate) fn io_err(path: &std::path::Path) -> impl FnOnce(io::Error) -> EnvErr
         path: path.to_owned(),
         source,
     }
+}
+
+/// Overwrites `path`, which already holds exactly `data.len()` bytes, in place and syncs it (one
+/// durable write); any other file is replaced with [`replace_file`]. Not atomic: callers guard
+/// the file with a lock (see [`grub_pair`]).
+pub(crate) fn rewrite_file(path: &std::path::Path, data: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() && m.len() == data.len() as u64 => {}
+        _ => return replace_file(path, data),
+    }
+    crate::crash::durable_write(|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(io_err(path))?;
+        f.write_all(data).map_err(io_err(path))?;
+        f.sync_all().map_err(io_err(path))
+    })
 }
 
 /// Replaces `path` with `data` atomically (also used for the client's state files): temporary file in the same folder, fsync, rename,

@@ -41,10 +41,16 @@ pub enum Bootloader {
         #[serde(default = "default_fw_env_config")]
         fw_env_config: PathBuf,
     },
-    /// GRUB, environment block file.
+    /// GRUB: either one environment block file (`grubenv`, for a journalled `/boot`) or the
+    /// lock-guarded redundant pair under `grubenv_dir` (Mender's `mender_grubenv1`/`2` layout,
+    /// for a FAT ESP). Exactly one of the two is set.
     Grub {
         /// The `grubenv` file.
-        grubenv: PathBuf,
+        #[serde(default)]
+        grubenv: Option<PathBuf>,
+        /// The folder holding `mender_grubenv1/` and `mender_grubenv2/`.
+        #[serde(default)]
+        grubenv_dir: Option<PathBuf>,
     },
 }
 
@@ -607,7 +613,13 @@ impl Config {
         }
         match &mut self.bootloader {
             Some(Bootloader::Uboot { fw_env_config }) => fix(fw_env_config),
-            Some(Bootloader::Grub { grubenv }) => fix(grubenv),
+            Some(Bootloader::Grub {
+                grubenv,
+                grubenv_dir,
+            }) => grubenv
+                .iter_mut()
+                .chain(grubenv_dir.iter_mut())
+                .for_each(fix),
             None => {}
         }
     }
@@ -627,6 +639,16 @@ impl Config {
             if d.update_poll_interval_seconds == 0 || d.retry_poll_interval_seconds == 0 {
                 return Err("[daemon] poll intervals must be at least 1 second".into());
             }
+        }
+        if let Some(Bootloader::Grub {
+            grubenv,
+            grubenv_dir,
+        }) = &self.bootloader
+            && grubenv.is_some() == grubenv_dir.is_some()
+        {
+            return Err(
+                "[bootloader] kind = \"grub\" takes either grubenv (one block file) or grubenv_dir (the redundant pair), not both or neither".into(),
+            );
         }
         if let Some(s) = &self.slots {
             if self.bootloader.is_none() {
@@ -685,6 +707,32 @@ mod tests {
         assert_eq!(parse_size("512K"), Some(512 << 10));
         assert_eq!(parse_size("2M"), Some(2 << 20));
         assert_eq!(parse_size("lots"), None);
+    }
+
+    #[test]
+    fn grub_takes_exactly_one_of_a_block_file_and_a_pair_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("aloft.toml");
+        let with = |keys: &str| {
+            std::fs::write(
+                &path,
+                format!("device_type = \"x\"\n[bootloader]\nkind = \"grub\"\n{keys}"),
+            )
+            .unwrap();
+            Config::load(&path)
+        };
+        for bad in ["", "grubenv = \"e\"\ngrubenv_dir = \"d\"\n"] {
+            let err = with(bad).unwrap_err().to_string();
+            assert!(err.contains("either grubenv"), "{bad:?}: {err}");
+        }
+        let pair = with("grubenv_dir = \"esp/grub\"\n").unwrap();
+        assert_eq!(
+            pair.bootloader,
+            Some(Bootloader::Grub {
+                grubenv: None,
+                grubenv_dir: Some(dir.path().canonicalize().unwrap().join("esp/grub")),
+            })
+        );
     }
 
     #[test]

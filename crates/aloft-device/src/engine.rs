@@ -24,6 +24,7 @@ use crate::boot::EnvError;
 pub const DELTA_PAYLOAD_TYPE: &str = aloft_delta::PAYLOAD_TYPE;
 use crate::boot::control::{BootControl, SlotId};
 use crate::boot::grub::GrubEnv;
+use crate::boot::grub_pair::GrubEnvPair;
 use crate::boot::uboot::UbootEnv;
 use crate::config::{BootedSlotDetection, Bootloader, Config};
 use crate::module::{Module, RebootNeed};
@@ -144,7 +145,19 @@ impl Device {
                     Bootloader::Uboot { fw_env_config } => {
                         Box::new(UbootEnv::from_config(fw_env_config)?)
                     }
-                    Bootloader::Grub { grubenv } => Box::new(GrubEnv::new(grubenv)),
+                    Bootloader::Grub {
+                        grubenv: Some(file),
+                        ..
+                    } => Box::new(GrubEnv::new(file)),
+                    Bootloader::Grub {
+                        grubenv_dir: Some(dir),
+                        ..
+                    } => Box::new(GrubEnvPair::new(dir)),
+                    Bootloader::Grub { .. } => {
+                        return Err(DeviceError::Unsupported(
+                            "a GRUB bootloader needs grubenv or grubenv_dir".into(),
+                        ));
+                    }
                 };
                 let parts = [slots.a.part_number(), slots.b.part_number()];
                 let [Some(a), Some(b)] = parts else {

@@ -2,7 +2,8 @@
 //! (feature `sim`; `aloftctl sim` is its command line).
 //!
 //! Layout of `DIR`: `slot-a.img`, `slot-b.img` (sparse files; slot A active), the bootloader
-//! environment (`uboot.env` located by `fw_env.config`, a redundant pair, or `grubenv`),
+//! environment (`uboot.env` located by `fw_env.config`, a redundant pair, or GRUB's
+//! lock-guarded pair under `grub/`, as `aloftctl image build` lays out a FAT ESP),
 //! `device_type`, `artifact_info`, `boot-id`, `booted-slot`, `data/`, `scripts/`, and
 //! `aloft.toml`, the client configuration. `slot-X.broken` marks a slot that does not boot.
 //!
@@ -14,7 +15,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::boot::control::SlotId;
-use crate::boot::grub::GrubEnv;
+use crate::boot::grub_pair::GrubEnvPair;
 use crate::boot::uboot::UbootEnv;
 use crate::boot::{EnvError, EnvStore, Vars};
 
@@ -23,7 +24,7 @@ use crate::boot::{EnvError, EnvStore, Vars};
 pub enum SimBootloader {
     /// U-Boot with a redundant environment.
     Uboot,
-    /// GRUB with an environment block.
+    /// GRUB with the redundant pair of environment blocks.
     Grub,
 }
 
@@ -89,8 +90,8 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SimError {
 const PARTS: [u32; 2] = [2, 3];
 
 fn env_of(dir: &Path) -> Result<Box<dyn EnvStore>> {
-    if dir.join("grubenv").exists() {
-        Ok(Box::new(GrubEnv::new(dir.join("grubenv"))))
+    if dir.join("grub").exists() {
+        Ok(Box::new(GrubEnvPair::new(dir.join("grub"))))
     } else {
         Ok(Box::new(UbootEnv::from_config(&dir.join("fw_env.config"))?))
     }
@@ -146,16 +147,16 @@ pub fn create(dir: &Path, options: &SimOptions) -> Result<PathBuf> {
                 env.display()
             );
             write("fw_env.config", config.as_bytes())?;
-            let _ = std::fs::remove_file(dir.join("grubenv"));
+            let _ = std::fs::remove_dir_all(dir.join("grub"));
             UbootEnv::from_config(&dir.join("fw_env.config"))?.store(&vars)?;
             "kind = \"uboot\"\nfw_env_config = \"fw_env.config\"\n"
         }
         SimBootloader::Grub => {
             let _ = std::fs::remove_file(dir.join("fw_env.config"));
             let _ = std::fs::remove_file(dir.join("uboot.env"));
-            let _ = std::fs::remove_file(dir.join("grubenv"));
-            GrubEnv::new(dir.join("grubenv")).store(&vars)?;
-            "kind = \"grub\"\ngrubenv = \"grubenv\"\n"
+            let _ = std::fs::remove_dir_all(dir.join("grub"));
+            GrubEnvPair::new(dir.join("grub")).store(&vars)?;
+            "kind = \"grub\"\ngrubenv_dir = \"grub\"\n"
         }
     };
     let reboot = options.reboot_command.clone().unwrap_or_else(|| {

@@ -291,9 +291,11 @@ pub fn tail(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-/// Reads the GRUB environment block of the image's EFI system partition (partition 1 at
+/// Reads the GRUB environment of the image's EFI system partition (partition 1 at
 /// `esp_offset`) with mtools and `grub-editenv`, as `name=value` pairs (sync a running guest
-/// first). Panics with mtools' words when the partition cannot be read.
+/// first). The ESP holds the redundant pair under `grub/`, read by the rule GRUB's script
+/// applies: copy 1 when its lock says `editing=0` and it reads, else copy 2. Panics with the
+/// tools' words when no copy can be read.
 pub fn grubenv_of_image(disk: &Path, esp_offset: u64, work: &Path) -> Vec<(String, String)> {
     try_grubenv_of_image(disk, esp_offset, work).unwrap_or_else(|e| panic!("{e}"))
 }
@@ -305,39 +307,49 @@ pub fn try_grubenv_of_image(
     esp_offset: u64,
     work: &Path,
 ) -> Result<Vec<(String, String)>, String> {
-    let env = work.join("grubenv.read");
-    let _ = std::fs::remove_file(&env);
     let image = format!("{}@@{esp_offset}", disk.display());
-    // The guest may have the ESP mounted: its two FATs can differ for a moment.
-    let copied = Command::new("mcopy")
-        .env("MTOOLS_SKIP_CHECK", "1")
-        .args(["-n", "-i", &image, "::/grub/grubenv"])
-        .arg(&env)
-        .output()
-        .expect("mtools");
-    if !copied.status.success() {
-        return Err(format!(
-            "mcopy: {}",
-            String::from_utf8_lossy(&copied.stderr)
-        ));
-    }
-    let out = Command::new("grub-editenv")
-        .arg(&env)
-        .arg("list")
-        .output()
-        .expect("grub-editenv");
-    if !out.status.success() {
-        return Err(format!(
-            "grub-editenv: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(std::io::BufReader::new(&out.stdout[..])
-        .lines()
-        .map_while(Result::ok)
-        .filter_map(|l| {
-            let (k, v) = l.split_once('=')?;
-            Some((k.to_owned(), v.to_owned()))
-        })
-        .collect())
+    let read = |file: &str| -> Result<Vec<(String, String)>, String> {
+        let local = work.join("grubenv.read");
+        let _ = std::fs::remove_file(&local);
+        // The guest may have the ESP mounted: its two FATs can differ for a moment.
+        let copied = Command::new("mcopy")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .args(["-n", "-i", &image, &format!("::/grub/{file}")])
+            .arg(&local)
+            .output()
+            .expect("mtools");
+        if !copied.status.success() {
+            return Err(format!(
+                "mcopy {file}: {}",
+                String::from_utf8_lossy(&copied.stderr)
+            ));
+        }
+        let out = Command::new("grub-editenv")
+            .arg(&local)
+            .arg("list")
+            .output()
+            .expect("grub-editenv");
+        if !out.status.success() {
+            return Err(format!(
+                "grub-editenv {file}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(std::io::BufReader::new(&out.stdout[..])
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|l| {
+                let (k, v) = l.split_once('=')?;
+                Some((k.to_owned(), v.to_owned()))
+            })
+            .collect())
+    };
+    let settled = read("mender_grubenv1/lock")
+        .is_ok_and(|lock| lock.iter().any(|(k, v)| k == "editing" && v == "0"));
+    let first = if settled {
+        read("mender_grubenv1/env")
+    } else {
+        Err("copy 1 is being edited".to_owned())
+    };
+    first.or_else(|e1| read("mender_grubenv2/env").map_err(|e2| format!("{e1}; {e2}")))
 }

@@ -12,7 +12,7 @@ use std::process::{Command, Output};
 use aloft_artifact::{ArtifactWriter, Compression, PayloadSource, PayloadType};
 use aloft_device::boot::EnvStore;
 use aloft_device::boot::control::SlotId;
-use aloft_device::boot::grub::GrubEnv;
+use aloft_device::boot::grub_pair::GrubEnvPair;
 use aloft_device::boot::uboot::UbootEnv;
 use aloft_device::sim::{self, SimBootloader, SimOptions};
 
@@ -65,8 +65,8 @@ impl Dev {
     }
 
     fn env(&self) -> aloft_device::boot::Vars {
-        if self.dir.join("grubenv").exists() {
-            GrubEnv::new(self.dir.join("grubenv")).load().unwrap()
+        if self.dir.join("grub").exists() {
+            GrubEnvPair::new(self.dir.join("grub")).load().unwrap()
         } else {
             UbootEnv::from_config(&self.dir.join("fw_env.config"))
                 .unwrap()

@@ -69,7 +69,8 @@ fn a_crash_at_every_state_transition_recovers() {
     for bootloader in [SimBootloader::Uboot, SimBootloader::Grub] {
         for stage in [Stage::Install, Stage::ResumeCommit, Stage::ResumeRollback] {
             for when in ["before", "after"] {
-                for n in 1..40 {
+                // GRUB's pair takes six durable writes per store (two locks and the copy, twice).
+                for n in 1..80 {
                     let dev = Dev::new(bootloader);
                     if matches!(stage, Stage::ResumeRollback) {
                         dev.set_config("health_check = \"exit 1\"");

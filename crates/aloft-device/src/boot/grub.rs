@@ -5,12 +5,14 @@
 //! value, and `#` padding up to the block size (1024 bytes as created; an existing block keeps
 //! its size, since GRUB's `save_env` rewrites the file's blocks in place).
 //!
-//! Writes replace the file atomically (temporary file, fsync, rename, fsync of the folder), as
-//! `grub-editenv` does.
+//! [`GrubEnv::store`] replaces the file atomically (temporary file, fsync, rename, fsync of the
+//! folder), as `grub-editenv` does: right for a journalled `/boot`. On FAT a rename is not
+//! atomic, so an ESP keeps a redundant pair instead ([`super::grub_pair`]), whose copies are
+//! rewritten in place ([`GrubEnv::rewrite`]) as GRUB's own `save_env` does.
 
 use std::path::{Path, PathBuf};
 
-use super::{EnvError, EnvStore, Result, Vars, io_err, replace_file};
+use super::{EnvError, EnvStore, Result, Vars, io_err, replace_file, rewrite_file};
 
 /// The first line of every environment block.
 const SIGNATURE: &[u8] = b"# GRUB Environment Block\n";
@@ -57,23 +59,37 @@ impl GrubEnv {
         }
         Ok(Some(data))
     }
+
+    /// The variables, or `None` when the file is missing.
+    pub(super) fn load_existing(&self) -> Result<Option<Vars>> {
+        Ok(self.read()?.map(|data| decode(&data[SIGNATURE.len()..])))
+    }
+
+    /// The block for `vars`, as large as the existing block (at least [`DEFAULT_SIZE`]).
+    fn block(&self, vars: &Vars) -> Result<Vec<u8>> {
+        let size = self
+            .read()?
+            .map_or(DEFAULT_SIZE, |d| d.len().max(DEFAULT_SIZE));
+        encode(vars, size, &self.path)
+    }
+
+    /// Stores `vars` by rewriting the existing block in place (one durable write; a missing or
+    /// smaller file is replaced instead). The file's clusters, size and place on the
+    /// filesystem stay as they are, so a FAT ESP's allocation is never touched; a power cut
+    /// may tear the block, which is why only a lock-guarded copy is written this way.
+    pub(super) fn rewrite(&self, vars: &Vars) -> Result<()> {
+        rewrite_file(&self.path, &self.block(vars)?)
+    }
 }
 
 impl EnvStore for GrubEnv {
     /// A missing file reads as an empty environment, as GRUB's `load_env` treats it.
     fn load(&self) -> Result<Vars> {
-        Ok(self
-            .read()?
-            .map(|data| decode(&data[SIGNATURE.len()..]))
-            .unwrap_or_default())
+        Ok(self.load_existing()?.unwrap_or_default())
     }
 
     fn store(&self, vars: &Vars) -> Result<()> {
-        let size = self
-            .read()?
-            .map_or(DEFAULT_SIZE, |d| d.len().max(DEFAULT_SIZE));
-        let block = encode(vars, size, &self.path)?;
-        replace_file(&self.path, &block)
+        replace_file(&self.path, &self.block(vars)?)
     }
 }
 

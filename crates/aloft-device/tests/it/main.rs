@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 use aloft_device::boot::grub::GrubEnv;
+use aloft_device::boot::grub_pair::{COPIES, GrubEnvPair};
 use aloft_device::boot::uboot::UbootEnv;
 use aloft_device::boot::{EnvError, EnvStore, Vars};
 
@@ -149,4 +150,35 @@ fn grub_env_interoperates_with_grub_editenv() {
         want,
         "we read grub-editenv's change to our block"
     );
+}
+
+#[test]
+fn the_grub_pair_is_four_blocks_grub_editenv_reads_and_edits() {
+    let dir = tempfile::tempdir().unwrap();
+    let pair = GrubEnvPair::new(dir.path());
+    let mut want = Vars::new();
+    set(&mut want, "mender_boot_part", "3");
+    set(&mut want, "upgrade_available", "1");
+    pair.store(&want).unwrap();
+    for copy in COPIES {
+        let file = |name: &str| dir.path().join(copy).join(name).display().to_string();
+        let env = tool("grub-editenv", &[&file("env"), "list"]);
+        assert_eq!(env, "mender_boot_part=3\nupgrade_available=1\n", "{copy}");
+        assert_eq!(
+            tool("grub-editenv", &[&file("lock"), "list"]),
+            "editing=0\n"
+        );
+    }
+    // What GRUB's save_env does in a trial boot, by the same rule: copy 1 under its lock.
+    let first = |name: &str| dir.path().join(COPIES[0]).join(name).display().to_string();
+    tool("grub-editenv", &[&first("lock"), "set", "editing=1"]);
+    tool("grub-editenv", &[&first("env"), "set", "bootcount=1"]);
+    assert_eq!(
+        pair.load().unwrap(),
+        want,
+        "copy 1 is being edited: copy 2 counts"
+    );
+    tool("grub-editenv", &[&first("lock"), "set", "editing=0"]);
+    set(&mut want, "bootcount", "1");
+    assert_eq!(pair.load().unwrap(), want, "copy 1 settled: it counts");
 }

@@ -1,6 +1,9 @@
 //! The x86-64 EFI boot flow: a standalone GRUB (`EFI/BOOT/BOOTX64.EFI`) on the EFI system
-//! partition, its `grub/grub.cfg` implementing Mender's GRUB boot protocol, and the environment
-//! block `grub/grubenv` that GRUB and the device client share.
+//! partition, its `grub/grub.cfg` implementing Mender's GRUB boot protocol, and the redundant,
+//! lock-guarded pair of environment blocks under `grub/` (`mender_grubenv1/{env,lock}`,
+//! `mender_grubenv2/{env,lock}`; see `aloft_device::boot::grub_pair`) that GRUB and the device
+//! client share. FAT has no journal: a single block replaced or torn by a power cut could
+//! leave GRUB without its variables, a pair never does.
 //!
 //! The protocol, as Mender's `grub-mender-grubenv` keeps it: `mender_boot_part` (2 or 3) and
 //! `mender_boot_part_hex` name the slot to boot; `upgrade_available=1` marks a trial. The first
@@ -13,12 +16,14 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result};
 
+use aloft_device::boot::grub_pair::{COPIES, GrubEnvPair};
+
 use super::tools::run;
 
-/// Where the device sees the ESP, and the environment block on it.
+/// Where the device sees the ESP, and the environment pair's folder on it.
 pub(crate) const ESP_MOUNT: &str = "/boot/efi";
-/// The environment block, relative to the ESP.
-pub(crate) const GRUBENV: &str = "grub/grubenv";
+/// The folder of the environment pair, relative to the ESP.
+pub(crate) const GRUBENV_DIR: &str = "grub";
 
 /// GRUB modules in the standalone image.
 const MODULES: &[&str] = &[
@@ -44,8 +49,32 @@ pub(crate) fn grub_cfg(kernel_args: &str) -> String {
     format!(
         r#"# aloft A/B boot (Mender's GRUB protocol; written by aloftctl image build)
 set timeout=0
-set env_file="${{prefix}}/grubenv"
-load_env --file "${{env_file}}"
+set env_dir="${{prefix}}"
+# The pair's reading rule: copy 1 when its lock says editing=0 and it loads, else copy 2.
+function aloft_load_env {{
+  set editing=unknown
+  load_env --file "${{env_dir}}/mender_grubenv1/lock" editing
+  set aloft_env_copy=2
+  if [ "${{editing}}" = "0" ]; then
+    if load_env --file "${{env_dir}}/mender_grubenv1/env"; then
+      set aloft_env_copy=1
+    fi
+  fi
+  if [ "${{aloft_env_copy}}" = "2" ]; then
+    load_env --file "${{env_dir}}/mender_grubenv2/env"
+  fi
+}}
+# Each copy in turn, between its lock's editing=1 and editing=0: one copy is always whole.
+function aloft_save_env {{
+  for aloft_copy in 1 2; do
+    set editing=1
+    save_env --file "${{env_dir}}/mender_grubenv${{aloft_copy}}/lock" editing
+    save_env --file "${{env_dir}}/mender_grubenv${{aloft_copy}}/env" mender_boot_part mender_boot_part_hex upgrade_available bootcount
+    set editing=0
+    save_env --file "${{env_dir}}/mender_grubenv${{aloft_copy}}/lock" editing
+  done
+}}
+aloft_load_env
 if [ "${{mender_boot_part}}" != "3" ]; then
   set mender_boot_part=2
 fi
@@ -60,11 +89,10 @@ if [ "${{upgrade_available}}" = "1" ]; then
     set upgrade_available=0
     set bootcount=0
     set mender_boot_part_hex="${{mender_boot_part}}"
-    save_env --file "${{env_file}}" mender_boot_part mender_boot_part_hex upgrade_available bootcount
   else
     set bootcount=1
-    save_env --file "${{env_file}}" bootcount
   fi
+  aloft_save_env
 fi
 if [ "${{mender_boot_part}}" = "3" ]; then
   set aloft_slot=rootfs-b
@@ -108,9 +136,9 @@ pub(crate) fn build_esp(work: &Path, out: &Path, bytes: u64, kernel_args: &str) 
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
-    aloft_device::boot::EnvStore::store(&aloft_device::boot::grub::GrubEnv::new(&env), &vars)
-        .context("cannot make the GRUB environment block")?;
-    // 4 KiB clusters: the 1 KiB environment block is always one contiguous cluster, which GRUB's
+    aloft_device::boot::EnvStore::store(&GrubEnvPair::new(&env), &vars)
+        .context("cannot make the GRUB environment pair")?;
+    // 4 KiB clusters: each 1 KiB environment block is one contiguous cluster, which GRUB's
     // save_env needs to rewrite it in place.
     let mut mkfs = std::process::Command::new("mkfs.vfat");
     mkfs.args(["-n", "ESP", "-S", "512", "-s", "8", "-C"])
@@ -120,15 +148,24 @@ pub(crate) fn build_esp(work: &Path, out: &Path, bytes: u64, kernel_args: &str) 
     let image = out
         .to_str()
         .context("the work folder's path is not UTF-8")?;
+    let mut folders = vec!["::/EFI".to_owned(), "::/EFI/BOOT".into(), "::/grub".into()];
+    let mut files = vec![
+        (efi, "::/EFI/BOOT/BOOTX64.EFI".to_owned()),
+        (cfg, "::/grub/grub.cfg".into()),
+    ];
+    for copy in COPIES {
+        folders.push(format!("::/grub/{copy}"));
+        for file in ["env", "lock"] {
+            files.push((env.join(copy).join(file), format!("::/grub/{copy}/{file}")));
+        }
+    }
     run(
-        std::process::Command::new("mmd").args(["-i", image, "::/EFI", "::/EFI/BOOT", "::/grub"]),
+        std::process::Command::new("mmd")
+            .args(["-i", image])
+            .args(&folders),
         "mmd",
     )?;
-    for (src, dst) in [
-        (&efi, "::/EFI/BOOT/BOOTX64.EFI"),
-        (&cfg, "::/grub/grub.cfg"),
-        (&env, "::/grub/grubenv"),
-    ] {
+    for (src, dst) in &files {
         run(
             std::process::Command::new("mcopy")
                 .args(["-i", image])
@@ -148,11 +185,14 @@ mod tests {
     fn the_script_speaks_menders_protocol_and_boots_each_slot_by_its_name() {
         let cfg = grub_cfg("quiet");
         for needle in [
-            "load_env --file \"${env_file}\"",
+            "load_env --file \"${env_dir}/mender_grubenv1/lock\" editing",
+            "if [ \"${editing}\" = \"0\" ]; then",
+            "if load_env --file \"${env_dir}/mender_grubenv1/env\"; then",
+            "load_env --file \"${env_dir}/mender_grubenv2/env\"",
+            "for aloft_copy in 1 2; do",
+            "save_env --file \"${env_dir}/mender_grubenv${aloft_copy}/env\" mender_boot_part mender_boot_part_hex upgrade_available bootcount",
             "if [ \"${upgrade_available}\" = \"1\" ]; then",
             "if [ \"${bootcount}\" = \"1\" ]; then",
-            "save_env --file \"${env_file}\" mender_boot_part mender_boot_part_hex upgrade_available bootcount",
-            "save_env --file \"${env_file}\" bootcount",
             "root=PARTLABEL=${aloft_slot}",
             "set aloft_slot=rootfs-b",
             "/boot/initrd.img",

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use anyhow::{Context as _, Result, bail};
 
-use super::grub_efi::{ESP_MOUNT, GRUBENV};
+use super::grub_efi::{ESP_MOUNT, GRUBENV_DIR};
 use super::tools::run;
 
 /// What the root filesystem comes from.
@@ -202,7 +202,7 @@ pub(crate) fn config_toml(s: &Settings) -> String {
          b = { device = \"/dev/disk/by-partlabel/rootfs-b\", part = 3 }\n\n\
          [bootloader]\nkind = \"grub\"\n",
     );
-    let _ = writeln!(t, "grubenv = \"{ESP_MOUNT}/{GRUBENV}\"");
+    let _ = writeln!(t, "grubenv_dir = \"{ESP_MOUNT}/{GRUBENV_DIR}\"");
     if let Some(url) = &s.server_url {
         let _ = writeln!(t, "\n[daemon]\nserver_url = {url:?}");
         if s.server_cert.is_some() {
@@ -466,7 +466,7 @@ mod tests {
         };
         let plain = config_toml(&s);
         assert!(plain.contains("device_type = \"qemux86-64\""));
-        assert!(plain.contains("grubenv = \"/boot/efi/grub/grubenv\""));
+        assert!(plain.contains("grubenv_dir = \"/boot/efi/grub\""));
         assert!(!plain.contains("[daemon]") && !plain.contains("verify_keys"));
         s.server_url = Some("https://10.0.2.2:8443".into());
         s.server_cert = Some("server.crt".into());
