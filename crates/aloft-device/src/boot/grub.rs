@@ -76,9 +76,17 @@ impl GrubEnv {
     /// Stores `vars` by rewriting the existing block in place (one durable write; a missing or
     /// smaller file is replaced instead). The file's clusters, size and place on the
     /// filesystem stay as they are, so a FAT ESP's allocation is never touched; a power cut
-    /// may tear the block, which is why only a lock-guarded copy is written this way.
+    /// may tear the block, which is why only a lock-guarded copy is written this way. A block
+    /// torn by an earlier cut (its signature gone) is overwritten whole: that is its repair.
     pub(super) fn rewrite(&self, vars: &Vars) -> Result<()> {
-        rewrite_file(&self.path, &self.block(vars)?)
+        let size = match std::fs::metadata(&self.path) {
+            Ok(m) if m.len() <= MAX_SIZE => usize::try_from(m.len()).unwrap_or(DEFAULT_SIZE),
+            _ => DEFAULT_SIZE,
+        };
+        rewrite_file(
+            &self.path,
+            &encode(vars, size.max(DEFAULT_SIZE), &self.path)?,
+        )
     }
 }
 

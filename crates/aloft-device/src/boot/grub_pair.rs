@@ -188,6 +188,23 @@ mod tests {
     }
 
     #[test]
+    fn the_next_store_repairs_a_copy_a_power_cut_tore() {
+        let (dir, pair) = pair_at("2");
+        for copy in COPIES {
+            let mut torn = vec![b'x'; 1024];
+            torn[..10].copy_from_slice(b"# GRUB Env");
+            std::fs::write(dir.path().join(copy).join("env"), &torn).unwrap();
+            std::fs::write(dir.path().join(copy).join("lock"), &torn).unwrap();
+        }
+        pair.store(&vars("3")).unwrap();
+        assert_eq!(pair.load().unwrap(), vars("3"));
+        for copy in COPIES {
+            let env = GrubEnv::new(dir.path().join(copy).join("env"));
+            assert_eq!(env.load().unwrap(), vars("3"), "{copy}");
+        }
+    }
+
+    #[test]
     fn a_rewrite_keeps_the_file_where_it_is() {
         use std::os::unix::fs::MetadataExt as _;
         let (dir, pair) = pair_at("2");
