@@ -8,7 +8,7 @@
 //! [`GrubEnv::store`] replaces the file atomically (temporary file, fsync, rename, fsync of the
 //! folder), as `grub-editenv` does: right for a journalled `/boot`. On FAT a rename is not
 //! atomic, so an ESP keeps a redundant pair instead ([`super::grub_pair`]), whose copies are
-//! rewritten in place ([`GrubEnv::rewrite`]) as GRUB's own `save_env` does.
+//! rewritten in place (`GrubEnv::rewrite`) as GRUB's own `save_env` does.
 
 use std::path::{Path, PathBuf};
 
