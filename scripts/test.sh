@@ -8,7 +8,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step's header says how long the run has taken so far; the summary at the end lists each
+# step's time, so a slow CI run shows where its minutes went.
+started=$SECONDS
+step_name="" step_start=$SECONDS times=()
+step() {
+  [ -z "$step_name" ] || times+=("$(printf '%5ds  %s' $((SECONDS - step_start)) "$step_name")")
+  step_name=$* step_start=$SECONDS
+  printf '\n==> %s  [%dm%02ds]\n' "$*" $(((SECONDS - started) / 60)) $(((SECONDS - started) % 60))
+}
 
 need=()
 command -v mender-artifact >/dev/null || need+=(mender-artifact)
@@ -159,3 +167,6 @@ if git rev-parse --is-inside-work-tree >/dev/null 2>&1 && [ -n "$(git status --p
   echo "the files above were changed or left behind by the tests" >&2
   exit 1
 fi
+
+step "done"
+printf '%s\n' "${times[@]}"
