@@ -14,8 +14,17 @@ mirror=${DEBIAN_MIRROR:-$(sed -n 's/^URIs: *\([^ ]*debian\)$/\1/p' /etc/apt/sour
 command -v debootstrap >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null; }
 mkdir -p "$(dirname "$out")"
 work=$(mktemp -d "$(dirname "$out")/.vm-rootfs.XXXXXX")
-trap 'rm -rf "$work"' EXIT
 t=$work/tree
+# debootstrap mounts /proc (and more) in the tree; stopped midway it leaves them mounted. Unmount
+# whatever is left and never let rm cross into a mount.
+cleanup() {
+  local m
+  for m in dev/pts dev sys proc; do
+    mountpoint -q "$t/$m" 2>/dev/null && { umount -l "$t/$m" 2>/dev/null || true; }
+  done
+  rm -rf --one-file-system "$work"
+}
+trap cleanup EXIT
 echo "debootstrap of Debian bookworm (a few minutes)..."
 debootstrap --variant=minbase \
   --include=systemd,systemd-sysv,udev,linux-image-cloud-amd64,initramfs-tools,iproute2,e2fsprogs,curl \

@@ -1,7 +1,7 @@
 //! The management API (`/api/management/...`): the objects of Mender's core subset.
 //!
 //! Request bodies ignore unknown fields on purpose: Mender's tools send fields an open-source
-//! server does not implement (`retries`, `token2fa`).
+//! server does not implement (`token2fa`).
 
 use std::collections::BTreeMap;
 
@@ -209,6 +209,20 @@ pub struct GroupBody {
     pub group: Option<String>,
 }
 
+/// The longest static group name.
+pub const GROUP_NAME_MAX: usize = 1024;
+
+/// Whether `name` may name a static group: 1 to [`GROUP_NAME_MAX`] letters, digits, `-` and
+/// `_` (Mender's rule). Such a name needs no escaping in a URL path.
+#[must_use]
+pub fn is_group_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= GROUP_NAME_MAX
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// An uploaded artifact.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -324,7 +338,8 @@ pub struct NewDeployment {
     /// Install even where the device already runs the artifact.
     #[serde(default)]
     pub force_installation: Option<bool>,
-    /// Accepted and ignored (a paid Mender feature).
+    /// How many times a device whose install fails starts over (Mender Enterprise's field;
+    /// 0 to 100, default 0). Its failure is kept as its substate and log meanwhile.
     #[serde(default)]
     pub retries: Option<u32>,
     /// Phases (Mender Enterprise's shape): the devices are split into them in order, and a
@@ -621,7 +636,7 @@ pub struct NewGroupDeployment {
     /// Refused here: the group names the devices.
     #[serde(default)]
     pub all_devices: Option<bool>,
-    /// Accepted and ignored.
+    /// As for [`NewDeployment`].
     #[serde(default)]
     pub retries: Option<u32>,
     /// Phases, as for [`NewDeployment`].
@@ -671,6 +686,9 @@ pub struct Deployment {
     /// Whether installs are forced.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub force_installation: bool,
+    /// How many times a device that failed starts over (left out when 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retries: u32,
     /// Counters per device status.
     pub statistics: DeploymentStatistics,
     /// Its phases (Mender Enterprise's field), when it has more than one.
@@ -718,10 +736,19 @@ pub struct DeviceDeployment {
     /// The phase it was dealt into, from 1 (an aloft extension; 1 unless phased).
     #[serde(default = "first_phase")]
     pub phase: u32,
+    /// How many times it started over after a failure, under the deployment's `retries` (an
+    /// aloft extension; left out when 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retried: u32,
 }
 
 fn first_phase() -> u32 {
     1
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// One entry of a device's deployment history.
@@ -764,4 +791,29 @@ pub struct ReleaseV1 {
 pub struct Count {
     /// The count.
     pub count: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{GROUP_NAME_MAX, is_group_name};
+
+    #[test]
+    fn group_names_are_letters_digits_dashes_and_underscores() {
+        let long = "g".repeat(GROUP_NAME_MAX);
+        let too_long = "g".repeat(GROUP_NAME_MAX + 1);
+        let table: [(&str, bool); 9] = [
+            ("canary", true),
+            ("site-7_east", true),
+            ("A1", true),
+            (&long, true),
+            ("", false),
+            (&too_long, false),
+            ("with space", false),
+            ("a/b", false),
+            ("café", false),
+        ];
+        for (name, want) in table {
+            assert_eq!(is_group_name(name), want, "{name:?}");
+        }
+    }
 }

@@ -163,6 +163,7 @@ async function devicesPage(params) {
   const list = await get(`/v2/devauth/devices?status=${status}&per_page=500`);
   const inv = status === "accepted" ? await get("/v1/inventory/devices?per_page=500") : [];
   const attrs = new Map(inv.map((d) => [d.id, d.attributes || []]));
+  const groupOf = (id) => { const a = (attrs.get(id) || []).find((x) => x.name === "group" && x.scope === "system"); return a ? String(a.value) : ""; };
   const attr = (id, name) => { const a = (attrs.get(id) || []).find((x) => x.name === name && x.scope === "inventory"); return a ? (Array.isArray(a.value) ? a.value.join(", ") : a.value) : ""; };
   // Keys are shown in capitals: "Group=x", "group=x" and "GROUP=x" all find the group, in
   // any scope (inventory, identity, system, tags); values match case-insensitively too.
@@ -193,10 +194,11 @@ async function devicesPage(params) {
     h("form", { class: "row", onsubmit: (e) => { e.preventDefault(); location.hash = `#/devices?status=${status}&q=${encodeURIComponent(search.value)}`; } }, search, h("button", { type: "submit" }, "Search")),
     h("p", {}),
     rows.length === 0 ? empty(filter ? "No device matches." : `No ${status} device.`) :
-      h("div", { class: "scroll" }, h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Device"), h("th", {}, "Identity"), h("th", {}, "Software"), h("th", {}, "Updated"), h("th", {}, ""))),
+      h("div", { class: "scroll" }, h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Device"), h("th", {}, "Identity"), h("th", {}, "Group"), h("th", {}, "Software"), h("th", {}, "Updated"), h("th", {}, ""))),
         h("tbody", {}, rows.map((d) => h("tr", { "data-device": d.id },
           h("td", {}, h("a", { href: `#/devices/${d.id}` }, d.id.slice(0, 8))),
           h("td", {}, Object.entries(d.identity_data || {}).map(([k, v]) => `${k}=${v}`).join(" ")),
+          h("td", { class: "group" }, groupOf(d.id)),
           h("td", {}, attr(d.id, "artifact_name")),
           h("td", {}, when(d.updated_ts)),
           h("td", {}, actions(d))))))));
@@ -211,9 +213,11 @@ async function devicePage(id) {
   try { inv = await get(`/v1/inventory/devices/${id}`); } catch (_) { /* not accepted yet */ }
   const history = await get(`/v1/deployments/deployments/devices/${id}?per_page=20`);
   const groupAttr = (inv.attributes || []).find((a) => a.name === "group");
+  const group = groupAttr ? String(groupAttr.value) : null;
   render(seq, h("h1", {}, `Device ${id.slice(0, 8)}`),
     h("div", { class: "card" }, h("dl", {}, h("dt", {}, "Id"), h("dd", {}, id), h("dt", {}, "Status"), h("dd", {}, badge(dev.status)),
-      h("dt", {}, "Identity"), h("dd", {}, JSON.stringify(dev.identity_data)), h("dt", {}, "Group"), h("dd", {}, groupAttr ? groupAttr.value : "none"))),
+      h("dt", {}, "Identity"), h("dd", {}, JSON.stringify(dev.identity_data)),
+      h("dt", {}, "Group"), h("dd", { id: "device-group" }, dev.status === "accepted" ? await groupEditor(id, group) : group || "none"))),
     h("h2", {}, "Inventory"),
     (inv.attributes || []).length === 0 ? empty("No inventory yet.") :
       h("div", { class: "scroll" }, h("table", {}, h("tbody", {}, inv.attributes.filter((a) => a.scope === "inventory").map((a) =>
@@ -226,6 +230,28 @@ async function devicePage(id) {
           h("td", {}, x.deployment.artifact_name), h("td", {}, badge(x.device.status), " ", x.device.substate || ""),
           h("td", {}, when(x.device.finished))))))));
   onEvent((e) => { if ((e.device_id === id || e.id === id) && location.hash === `#/devices/${id}`) devicePage(id); });
+}
+
+// A device's static group, changed in place: a device is in at most one group, so setting
+// another moves it. The server checks the name and says what is wrong with it.
+async function groupEditor(id, group) {
+  const names = await get("/v1/inventory/groups");
+  const input = h("input", { id: "group-name", type: "text", value: group || "", list: "group-names", placeholder: "group name", "aria-label": "Group" });
+  const err = h("span", { class: "error", role: "alert" });
+  const save = async (e) => {
+    e.preventDefault();
+    err.textContent = "";
+    const name = input.value.trim();
+    try {
+      if (name) await api("PUT", `/v1/inventory/devices/${id}/group`, { group: name });
+      else if (group) await api("DELETE", `/v1/inventory/devices/${id}/group/${encodeURIComponent(group)}`);
+      toast(name ? `Device in group ${name}.` : "Device in no group.");
+      devicePage(id);
+    } catch (x) { err.textContent = x.message; }
+  };
+  return h("form", { class: "row", onsubmit: save }, input,
+    h("datalist", { id: "group-names" }, names.map((n) => h("option", { value: n }))),
+    h("button", { type: "submit", id: "group-save" }, "Set"), err);
 }
 
 // ---- Artifacts ----
@@ -474,15 +500,17 @@ async function deploymentPage(id) {
     const r = h("tr", { "data-device": x.id },
       h("td", {}, h("a", { href: `#/devices/${x.id}` }, x.id.slice(0, 8))),
       h("td", { class: "status" }, badge(x.status)),
-      h("td", { class: "substate" }, x.substate || ""),
+      h("td", { class: "substate" }, x.substate || "", x.retried ? h("span", { class: "retried" }, ` (started over ${x.retried}×)`) : ""),
       h("td", {}, x.status === "failure" ? h("button", { "data-log": x.id, onclick: async () => {
         const text = await api("GET", `/v1/deployments/deployments/${id}/devices/${x.id}/log`);
         logBox.replaceChildren(h("h2", {}, `Log of ${x.id.slice(0, 8)}`), h("pre", { id: "device-log" }, text));
         logBox.scrollIntoView();
       } }, "Show log") : ""));
     rows.set(x.id, r);
+    known.set(x.id, x);
     return r;
   };
+  const known = new Map();
   const status = h("span", { id: "deployment-status" }, deploymentBadge(d));
   const rolloutBox = h("div", {});
   // Redraws the phases on every change, the rest (the buttons) only when the state changed:
@@ -499,7 +527,8 @@ async function deploymentPage(id) {
   drawRollout();
   render(seq, h("h1", {}, `Deployment ${d.name}`),
     h("div", { class: "card" }, h("dl", {}, h("dt", {}, "Artifact"), h("dd", {}, d.artifact_name), h("dt", {}, "Status"), h("dd", {}, status),
-      h("dt", {}, "Devices"), h("dd", {}, d.max_devices || devices.length), h("dt", {}, "Created"), h("dd", {}, when(d.created))),
+      h("dt", {}, "Devices"), h("dd", {}, d.max_devices || devices.length), h("dt", {}, "Created"), h("dd", {}, when(d.created)),
+      d.retries ? [h("dt", {}, "Retries"), h("dd", {}, `a failed device starts over up to ${d.retries}×`)] : ""),
       d.status !== "finished" ? h("p", {}, h("button", { class: "danger", id: "abort", onclick: async () => {
         if (!confirm("Abort this deployment? Devices that did not finish roll back.")) return;
         try { await api("PUT", `/v1/deployments/deployments/${id}/status`, { status: "aborted" }); toast("Deployment aborted."); deploymentPage(id); } catch (e) { toast(e.message); }
@@ -515,7 +544,10 @@ async function deploymentPage(id) {
     if (location.hash !== `#/deployments/${id}`) return;
     if (e.type === "device_deployment" && e.deployment_id === id) {
       const old = rows.get(e.device_id);
-      if (old) old.replaceWith(row({ id: e.device_id, status: e.status, substate: e.substate }));
+      const was = known.get(e.device_id);
+      // Back to pending: the device failed and starts over (retries); its count is in the list.
+      if (was && was.status !== "pending" && e.status === "pending") { deploymentPage(id); return; }
+      if (old) old.replaceWith(row({ ...was, id: e.device_id, status: e.status, substate: e.substate }));
     }
     const p = progressOf(e);
     if (p && p.id === id && !(e.type === "deployment" && p.status === "finished")) {

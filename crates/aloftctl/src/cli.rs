@@ -69,6 +69,13 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: DevicesCommand,
     },
+    /// Static groups of devices on the server.
+    Groups {
+        #[command(flatten)]
+        target: ServerArgs,
+        #[command(subcommand)]
+        command: GroupsCommand,
+    },
     /// Artifacts on the server.
     Artifacts {
         #[command(flatten)]
@@ -126,6 +133,39 @@ pub(crate) enum DevicesCommand {
     },
 }
 
+/// A device is in at most one static group (Mender's rule): adding it to a group moves it.
+#[derive(Debug, Subcommand)]
+pub(crate) enum GroupsCommand {
+    /// List the groups with how many devices each holds.
+    List,
+    /// List the devices of a group.
+    Show {
+        /// Group name.
+        name: String,
+    },
+    /// Put devices into a group (moving them out of the one they were in).
+    Add {
+        /// Group name: letters, digits, '-' and '_'.
+        name: String,
+        /// Device ids (or unique prefixes of at least 4 characters).
+        #[arg(required = true)]
+        devices: Vec<String>,
+    },
+    /// Take devices out of a group.
+    Remove {
+        /// Group name.
+        name: String,
+        /// Device ids (or unique prefixes).
+        #[arg(required = true)]
+        devices: Vec<String>,
+    },
+    /// Dissolve a group: its devices stay, in no group.
+    Delete {
+        /// Group name.
+        name: String,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum ArtifactsCommand {
     /// Upload an artifact.
@@ -171,6 +211,9 @@ pub(crate) struct DeploymentSpec {
     /// A JSON file with `phases` and `rollout` (docs/rollouts.md): a phased deployment.
     #[arg(long)]
     pub(crate) plan: Option<PathBuf>,
+    /// How many times a device whose install fails starts over (Mender's `retries`).
+    #[arg(long)]
+    pub(crate) retries: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -41,6 +41,7 @@ fn main() -> ExitCode {
         } => remote::login(&server, &user, password_stdin, ca_cert),
         cli::Command::Logout { server } => remote::logout(server.as_deref()),
         cli::Command::Devices { target, command } => remote::devices(&target, command),
+        cli::Command::Groups { target, command } => remote::groups(&target, command),
         cli::Command::Artifacts { target, command } => remote::artifacts(&target, command),
         cli::Command::Deployments { target, command } => remote::deployments(&target, command),
     };

@@ -1,5 +1,5 @@
 //! Deployment rules: a deployment's status from its devices' statuses, and which status
-//! reports a device deployment accepts.
+//! reports a device deployment accepts (and when a failed device starts over).
 
 use aloft_api::status;
 
@@ -34,6 +34,9 @@ pub enum Report {
         /// The status is final.
         finished: bool,
     },
+    /// A failure with retries left: the device starts over (back to `pending`, its artifact
+    /// chosen again on its next poll, through the rollout's gates).
+    Retry,
     /// The same final status again (a retried report): acknowledged, nothing changes.
     Repeat,
     /// The operator aborted it (or decommissioned the device): the device must stop.
@@ -42,8 +45,22 @@ pub enum Report {
     Refuse(String),
 }
 
+/// Where a device deployment stands in its attempts (Mender's `retries`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Attempts {
+    /// How many times it started over so far.
+    pub retried: u32,
+    /// How many times it may (the deployment's `retries`).
+    pub retries: u32,
+    /// Whether the current attempt was handed out (an artifact assigned since the last start).
+    pub handed_out: bool,
+}
+
+/// The most `retries` a deployment may have.
+pub const MAX_RETRIES: u32 = 100;
+
 /// A device reports `new` on a device deployment whose status is `current`.
-pub fn on_report(current: &str, new: &str) -> Report {
+pub fn on_report(current: &str, new: &str, a: Attempts) -> Report {
     if current == status::ABORTED || current == status::DECOMMISSIONED {
         return Report::Stop;
     }
@@ -54,6 +71,14 @@ pub fn on_report(current: &str, new: &str) -> Report {
         return Report::Refuse(format!(
             "the deployment already ended with status {current}"
         ));
+    }
+    // Started over and not handed out again: a final report can only be the last attempt's,
+    // sent again (its answer was lost). It must not end the new attempt.
+    if current == status::PENDING && a.retried > 0 && !a.handed_out && status::is_final(new) {
+        return Report::Repeat;
+    }
+    if new == status::FAILURE && a.retried < a.retries {
+        return Report::Retry;
     }
     Report::Record {
         finished: status::is_final(new),
@@ -102,7 +127,46 @@ mod tests {
             ("decommissioned", "downloading", Report::Stop),
         ];
         for (current, new, want) in cases {
-            assert_eq!(on_report(current, new), want, "{current} -> {new}");
+            assert_eq!(
+                on_report(current, new, Attempts::default()),
+                want,
+                "{current} -> {new}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_failed_device_starts_over_while_retries_are_left() {
+        let rec = |finished| Report::Record { finished };
+        let at = |retried, retries, handed_out| Attempts {
+            retried,
+            retries,
+            handed_out,
+        };
+        let cases = [
+            // (current, new, attempts, what happens)
+            ("installing", "failure", at(0, 1, true), Report::Retry),
+            ("rebooting", "failure", at(1, 2, true), Report::Retry),
+            ("installing", "failure", at(1, 1, true), rec(true)),
+            ("installing", "failure", at(0, 0, true), rec(true)),
+            ("installing", "success", at(0, 3, true), rec(true)),
+            // Handed out again and failed before its first progress report.
+            ("pending", "failure", at(1, 3, true), Report::Retry),
+            ("pending", "failure", at(3, 3, true), rec(true)),
+            // The last attempt's report again, before the next attempt was handed out.
+            ("pending", "failure", at(1, 3, false), Report::Repeat),
+            ("pending", "success", at(1, 3, false), Report::Repeat),
+            ("pending", "downloading", at(1, 3, false), rec(false)),
+            // Nothing brings back an ended or aborted one.
+            ("failure", "failure", at(0, 3, true), Report::Repeat),
+            ("aborted", "failure", at(0, 3, true), Report::Stop),
+        ];
+        for (current, new, attempts, want) in cases {
+            assert_eq!(
+                on_report(current, new, attempts),
+                want,
+                "{current} -> {new} {attempts:?}"
+            );
         }
     }
 }

@@ -16,6 +16,7 @@ use utoipa_axum::routes;
 
 use super::artifacts::artifact_json;
 use super::{ApiJson, AppState, Page, UserAuth, check_uuid, created, paged, param, query_pairs};
+use crate::domain::deployments::MAX_RETRIES;
 use crate::domain::rollouts::Plan;
 use crate::error::{ApiError, ApiResult};
 use crate::service::deployments::{self, DeploymentView, RolloutView, Target};
@@ -57,6 +58,7 @@ pub(crate) fn deployment_json(v: &DeploymentView) -> Deployment {
         groups: d.groups.clone(),
         artifacts: stats.artifacts.clone(),
         force_installation: d.force_installation,
+        retries: d.retries,
         statistics: DeploymentStatistics {
             status: stats.by_status.clone(),
             total_size: stats.total_size,
@@ -77,6 +79,16 @@ fn plan(phases: Option<&[NewPhase]>, options: Option<&RolloutOptions>) -> ApiRes
 
 async fn view(st: &AppState, row: DeploymentRow) -> ApiResult<Deployment> {
     Ok(deployment_json(&deployments::view(st.ctx(), row).await?))
+}
+
+/// Mender's `retries`, checked.
+fn retries(given: Option<u32>) -> ApiResult<u32> {
+    match given.unwrap_or(0) {
+        n if n <= MAX_RETRIES => Ok(n),
+        n => Err(ApiError::bad_request(format!(
+            "retries must be 0 to {MAX_RETRIES}, not {n}"
+        ))),
+    }
 }
 
 fn check_names(name: &str, artifact: &str) -> ApiResult<()> {
@@ -143,6 +155,7 @@ fn new_deployment(b: NewDeployment) -> ApiResult<deployments::NewDeployment> {
         artifact_name: b.artifact_name,
         target,
         force: b.force_installation.unwrap_or(false),
+        retries: retries(b.retries)?,
         plan: plan(b.phases.as_deref(), b.rollout.as_ref())?,
         expect_plan: b.expect_plan,
     })
@@ -188,6 +201,7 @@ async fn create_for_group(
             artifact_name: b.artifact_name,
             target: Target::Group(group),
             force: b.force_installation.unwrap_or(false),
+            retries: retries(b.retries)?,
             plan,
             expect_plan: b.expect_plan,
         },
@@ -370,6 +384,7 @@ async fn device_items(
             log: r.has_log,
             image,
             phase: r.phase.saturating_add(1),
+            retried: r.retried,
         });
     }
     Ok(out)

@@ -322,12 +322,7 @@ async fn merge_tags(
 
 /// Checks a static group name.
 pub(crate) fn check_group(name: &str) -> ApiResult<()> {
-    if !name.is_empty()
-        && name.len() <= 1024
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
+    if aloft_api::management::is_group_name(name) {
         Ok(())
     } else {
         Err(ApiError::bad_request(format!(

@@ -36,6 +36,8 @@ pub struct NewDeployment {
     pub target: Target,
     /// Install even where the release already runs.
     pub force: bool,
+    /// How many times a device that failed starts over (Mender's `retries`).
+    pub retries: u32,
     /// Its phases and rollout options, when it is phased.
     pub plan: Option<Plan>,
     /// The digest of the plan the operator saw ([`super::plans::plan`]).
@@ -334,6 +336,7 @@ pub async fn create(ctx: Ctx<'_>, d: NewDeployment) -> ServiceResult<String> {
             .as_ref()
             .map(|p| serde_json::to_string(p).unwrap_or_default()),
         rollout_state: d.plan.as_ref().map(|_| rollouts::json(&State::start(now))),
+        retries: d.retries,
     };
     ctx.store
         .create_deployment(&row, &devices, &phases, &fingerprint(&d, &groups, &devices))

@@ -345,6 +345,19 @@ pub async fn report(
             }
             Ok(Ack::Recorded)
         }
+        StatusOutcome::Retried => {
+            tracing::info!(device.id = %device_id, deployment.id = %deployment_id, "device failed: it starts over (retries)");
+            let detail = report.detail().map(str::to_owned);
+            device_changed(
+                ctx,
+                deployment_id,
+                device_id,
+                DeviceDeploymentStatus::Pending,
+                detail,
+            )
+            .await;
+            Ok(Ack::Recorded)
+        }
         StatusOutcome::Aborted => Ok(Ack::Aborted),
     }
 }

@@ -280,6 +280,8 @@ pub struct DeploymentRow {
     pub rollout: Option<String>,
     /// Where its rollout stands (`domain::rollouts::State` as JSON), when it is phased.
     pub rollout_state: Option<String>,
+    /// How many times a device that failed starts over (Mender's `retries`).
+    pub retries: u32,
 }
 
 /// Aggregates of one deployment.
@@ -341,6 +343,8 @@ pub struct DeviceDeploymentRow {
     pub has_log: bool,
     /// The phase it was dealt into (0: the first).
     pub phase: u32,
+    /// How many times it started over after a failure.
+    pub retried: u32,
 }
 
 /// One device of a rollout's health gate.
@@ -373,6 +377,8 @@ pub struct PhaseCount {
 pub enum StatusOutcome {
     /// Recorded (or a repeat of the final status).
     Recorded,
+    /// A failure with retries left: the device deployment is `pending` again.
+    Retried,
     /// The deployment was aborted: the device must stop (409).
     Aborted,
 }

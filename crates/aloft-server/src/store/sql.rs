@@ -391,6 +391,7 @@ fn deployment_from_row(r: &AnyRow) -> DeploymentRow {
         all_devices: r.get::<i64, _>("all_devices") != 0,
         rollout: r.get("rollout"),
         rollout_state: r.get("rollout_state"),
+        retries: u32::try_from(r.get::<i64, _>("retries")).unwrap_or(0),
     }
 }
 
@@ -407,11 +408,12 @@ fn dd_from_row(r: &AnyRow) -> DeviceDeploymentRow {
         artifact_id: r.get("artifact_id"),
         has_log: r.get::<i64, _>("has_log") != 0,
         phase: u32::try_from(r.get::<i64, _>("phase")).unwrap_or(u32::MAX),
+        retried: u32::try_from(r.get::<i64, _>("retried")).unwrap_or(u32::MAX),
     }
 }
 
 const DD_COLUMNS: &str = "id, deployment_id, device_id, status, substate, created, started, \
-                          finished, artifact_id, CASE WHEN log IS NULL THEN 0 ELSE 1 END AS has_log, phase";
+                          finished, artifact_id, CASE WHEN log IS NULL THEN 0 ELSE 1 END AS has_log, phase, retried";
 
 /// SQL for a status filter that may be a group name (`pause`, `active`, `finished`).
 fn push_status_filter(qb: &mut Qb, status: &str) {
@@ -1647,8 +1649,8 @@ impl Store for SqlStore {
             ));
         }
         sqlx::query(
-            "INSERT INTO deployments (id, name, artifact_name, created, status, groups_json, force_installation, all_devices, fingerprint, rollout, rollout_state) \
-             VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO deployments (id, name, artifact_name, created, status, groups_json, force_installation, all_devices, fingerprint, rollout, rollout_state, retries) \
+             VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&d.id)
         .bind(&d.name)
@@ -1660,6 +1662,7 @@ impl Store for SqlStore {
         .bind(fingerprint)
         .bind(d.rollout.as_deref())
         .bind(d.rollout_state.as_deref())
+        .bind(i64::from(d.retries))
         .execute(&mut *tx)
         .await
         .map_err(db)?;
@@ -2096,8 +2099,9 @@ impl Store for SqlStore {
     ) -> StoreResult<StatusOutcome> {
         let mut tx = self.begin().await?;
         lock_deployment(&mut tx, self.dialect, deployment_id).await?;
-        let cur: Option<String> = sqlx::query_scalar(
-            "SELECT status FROM device_deployments WHERE deployment_id = $1 AND device_id = $2",
+        let cur = sqlx::query(
+            "SELECT dd.status, dd.retried, dd.artifact_id, d.retries FROM device_deployments dd \
+             JOIN deployments d ON d.id = dd.deployment_id WHERE dd.deployment_id = $1 AND dd.device_id = $2",
         )
         .bind(deployment_id)
         .bind(device_id)
@@ -2109,29 +2113,50 @@ impl Store for SqlStore {
                 "deployment not found for this device".into(),
             ));
         };
-        let finished = match rules::on_report(&cur, new) {
-            rules::Report::Record { finished } => finished,
+        let attempts = rules::Attempts {
+            retried: u32::try_from(cur.try_get::<i64, _>("retried").map_err(db)?)
+                .unwrap_or(u32::MAX),
+            retries: u32::try_from(cur.try_get::<i64, _>("retries").map_err(db)?).unwrap_or(0),
+            handed_out: cur
+                .try_get::<Option<String>, _>("artifact_id")
+                .map_err(db)?
+                .is_some(),
+        };
+        let current: String = cur.try_get("status").map_err(db)?;
+        // A retry goes back to pending with no artifact: the next poll chooses again, through
+        // the rollout's gates. The failure's text stays as the substate, its log stays.
+        let (status, finished, outcome, sql) = match rules::on_report(&current, new, attempts) {
+            rules::Report::Record { finished } => (
+                new,
+                finished.then_some(now),
+                StatusOutcome::Recorded,
+                "UPDATE device_deployments SET status = $1, substate = $2, finished = $3, started = COALESCE(started, $4) \
+                 WHERE deployment_id = $5 AND device_id = $6",
+            ),
+            rules::Report::Retry => (
+                status::PENDING,
+                None,
+                StatusOutcome::Retried,
+                "UPDATE device_deployments SET status = $1, substate = $2, finished = $3, started = COALESCE(started, $4), \
+                 artifact_id = NULL, retried = retried + 1 WHERE deployment_id = $5 AND device_id = $6",
+            ),
             rules::Report::Repeat => return Ok(StatusOutcome::Recorded),
             rules::Report::Stop => return Ok(StatusOutcome::Aborted),
             rules::Report::Refuse(why) => return Err(StoreError::Rule(why)),
         };
-        let fin = finished.then_some(now);
-        sqlx::query(
-            "UPDATE device_deployments SET status = $1, substate = $2, finished = $3, started = COALESCE(started, $4) \
-             WHERE deployment_id = $5 AND device_id = $6",
-        )
-        .bind(new)
-        .bind(substate)
-        .bind(fin)
-        .bind(now)
-        .bind(deployment_id)
-        .bind(device_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        sqlx::query(sql)
+            .bind(status)
+            .bind(substate)
+            .bind(finished)
+            .bind(now)
+            .bind(deployment_id)
+            .bind(device_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
         refresh_deployment(&mut tx, deployment_id, now).await?;
         tx.commit().await.map_err(db)?;
-        Ok(StatusOutcome::Recorded)
+        Ok(outcome)
     }
 
     async fn put_log(&self, deployment_id: &str, device_id: &str, log: &str) -> StoreResult<()> {

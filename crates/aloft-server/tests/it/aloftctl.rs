@@ -243,6 +243,32 @@ fn aloftctl_logs_in_uploads_deploys_and_watches_to_completion() {
     let free = ctl(&config, &["deployments", "halt", "--status", "--json"]);
     assert_eq!(free["halted"], false, "{free}");
 
+    // Static groups: add by a prefix, move (a device is in one group), show, remove, dissolve.
+    let added = ctl(&config, &["groups", "add", "canary", &id[..8], "--json"]);
+    assert_eq!(added["devices"][0]["from"], Value::Null, "{added}");
+    let moved = ctl(&config, &["groups", "add", "site-2", &id, "--json"]);
+    assert_eq!(moved["devices"][0]["from"], "canary", "{moved}");
+    let listed = ctl(&config, &["groups", "list", "--json"]);
+    assert_eq!(listed, json!([{"name": "site-2", "devices": 1}]));
+    let group = app.get(&format!("/api/management/v1/inventory/devices/{id}/group"));
+    assert_eq!(group.json()["group"], "site-2");
+    let shown = ctl(&config, &["groups", "show", "site-2", "--json"]);
+    assert_eq!(shown["devices"], json!([id]));
+    let bad = run(&config, &["groups", "add", "no spaces", &id]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid group name"));
+    assert_eq!(ctl(&config, &["groups", "list", "--json"]), listed);
+    ctl(&config, &["groups", "remove", "site-2", &id, "--json"]);
+    assert_eq!(ctl(&config, &["groups", "list", "--json"]), json!([]));
+    let again = run(&config, &["groups", "remove", "site-2", &id]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("could not leave site-2"));
+    ctl(&config, &["groups", "add", "lab", &id, "--json"]);
+    let dissolved = ctl(&config, &["groups", "delete", "lab", "--json"]);
+    assert_eq!(dissolved["devices_released"], 1, "{dissolved}");
+    let group = app.get(&format!("/api/management/v1/inventory/devices/{id}/group"));
+    assert_eq!(group.json()["group"], Value::Null);
+
     // Logout revokes the token at the server and forgets it here.
     let creds: Value =
         serde_json::from_slice(&std::fs::read(config.join("credentials.json")).unwrap()).unwrap();

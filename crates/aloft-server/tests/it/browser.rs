@@ -397,6 +397,42 @@ fn web_ui_admits_uploads_deploys_and_shows_live_progress() {
     b.wait_text("main", "Deployment history", 10);
     b.wait_text("main", "browser rollout", 10);
     b.screenshot("09-device");
+    // Its static group is set on its page (a bad name is refused with the server's reason) and
+    // shown in the device list.
+    let hash = b.js("return location.hash;");
+    let shown_id = hash
+        .as_str()
+        .unwrap()
+        .trim_start_matches("#/devices/")
+        .to_owned();
+    b.type_into("#group-name", "no spaces");
+    b.click("#group-save");
+    b.wait_text("#device-group .error", "invalid group name", 10);
+    // The refused name is a 400 in the console, on purpose; nothing else is.
+    let refused = b.console_errors();
+    assert!(
+        refused.iter().all(|e| e["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("/group - ")),
+        "{refused:?}"
+    );
+    let field = b.find("#group-name");
+    b.cmd("POST", &format!("/element/{field}/clear"), None);
+    b.type_into("#group-name", "site-7");
+    b.click("#group-save");
+    wait_for(10, "the group set from the device page", || {
+        let g = app.get(&format!(
+            "/api/management/v1/inventory/devices/{shown_id}/group"
+        ));
+        (g.json()["group"] == "site-7").then_some(())
+    });
+    b.go(&format!("{base}/ui/#/devices"));
+    b.wait_text(
+        &format!("tr[data-device=\"{shown_id}\"] td.group"),
+        "site-7",
+        10,
+    );
     // Phone width: the same pages still fit.
     b.cmd(
         "POST",

@@ -1,7 +1,7 @@
 //! Rollouts end to end: phased deployments with aloft daemons on simulated devices (threshold
 //! boundaries, a pause that holds later phases, resume and advance by hand), a real Mender
-//! client in a phase made through Mender Enterprise's `phases`, the fleet-wide halt, and bad
-//! input refused with nothing created.
+//! client in a phase made through Mender Enterprise's `phases`, the fleet-wide halt, Mender's
+//! `retries` (a failed device starts over), and bad input refused with nothing created.
 
 use std::process::Command;
 use std::time::Duration;
@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::common::{SimDevice, TestApp, mender_single_file, wait_for};
-use crate::daemon::{SimDaemon, accept, bin, inventory, rootfs_artifact};
+use crate::daemon::{SimDaemon, accept, bin, device_log, inventory, rootfs_artifact};
 use crate::mender_client::start_mender_with;
 
 fn deployment(app: &TestApp, id: &str) -> Value {
@@ -71,6 +71,87 @@ fn break_slot_b(dev: &SimDaemon) {
         .status()
         .unwrap();
     assert!(ok.success());
+}
+
+/// A device's row in a deployment's device list.
+fn device_row(app: &TestApp, deployment: &str, device: &str) -> Value {
+    app.get(&format!(
+        "/api/management/v1/deployments/deployments/{deployment}/devices"
+    ))
+    .expect(200)
+    .json()
+    .as_array()
+    .unwrap()
+    .iter()
+    .find(|d| d["id"] == device)
+    .cloned()
+    .unwrap()
+}
+
+#[test]
+fn a_failed_device_starts_over_under_retries_and_its_last_failure_stands() {
+    let app = TestApp::start();
+    let work = tempfile::tempdir().unwrap();
+    let (daemons, ids) = fleet(&app, work.path(), 3, |_| String::new());
+    // Device 0 never boots the new slot; device 1 boots it once repaired after its first
+    // failure; device 2 is healthy.
+    break_slot_b(&daemons[0]);
+    break_slot_b(&daemons[1]);
+    app.upload_ok(&rootfs_artifact(
+        work.path(),
+        "release-2",
+        "sim-board",
+        1 << 20,
+    ));
+    let too_many = app.post(
+        "/api/management/v1/deployments/deployments",
+        &json!({"name": "r", "artifact_name": "release-2", "devices": ids, "retries": 101}),
+    );
+    assert_eq!(too_many.status, 400, "{}", too_many.text());
+    let d = create(
+        &app,
+        &json!({"name": "retry", "artifact_name": "release-2", "devices": ids, "retries": 2}),
+    );
+    wait_for(
+        120,
+        "device 1 to start over after its first failure",
+        || (device_row(&app, &d, &ids[1])["retried"].as_u64()? >= 1).then_some(()),
+    );
+    let repaired = Command::new(bin("aloftctl"))
+        .args(["sim", "break", "--repair"])
+        .arg(&daemons[1].dir)
+        .arg("b")
+        .status()
+        .unwrap();
+    assert!(repaired.success());
+    let done = wait_for(240, "the deployment to finish", || {
+        let v = deployment(&app, &d);
+        (v["status"] == "finished").then_some(v)
+    });
+    assert_eq!(done["retries"], 2, "{done}");
+    let rows: Vec<Value> = ids.iter().map(|id| device_row(&app, &d, id)).collect();
+    // Three attempts, three failures: the last one stands, with its log.
+    assert_eq!(
+        (&rows[0]["status"], &rows[0]["retried"]),
+        (&json!("failure"), &json!(2)),
+        "{}",
+        rows[0]
+    );
+    assert!(
+        device_log(&app, &d, &ids[0]).contains("boot"),
+        "the failure's log is kept"
+    );
+    // A failure, then success on a later attempt.
+    assert_eq!(rows[1]["status"], "success", "{}", rows[1]);
+    assert!(
+        matches!(rows[1]["retried"].as_u64(), Some(1 | 2)),
+        "{}",
+        rows[1]
+    );
+    assert_eq!(rows[2]["status"], "success", "{}", rows[2]);
+    assert!(rows[2].get("retried").is_none(), "{}", rows[2]);
+    assert_eq!(done["statistics"]["status"]["failure"], 1, "{done}");
+    assert_eq!(done["statistics"]["status"]["success"], 2, "{done}");
 }
 
 #[test]

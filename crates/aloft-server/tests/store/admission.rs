@@ -190,6 +190,7 @@ pub(crate) fn deployment(id: &str, artifact_name: &str) -> DeploymentRow {
         all_devices: false,
         rollout: None,
         rollout_state: None,
+        retries: 0,
     }
 }
 

@@ -125,6 +125,79 @@ pub(crate) async fn final_statuses_are_kept(db: Db) {
     );
 }
 
+pub(crate) async fn a_failed_device_starts_over_while_retries_are_left(db: Db) {
+    db.insert_artifact(&artifact("a1", "rel", &["pi"], None))
+        .await
+        .unwrap();
+    let dev = accepted(&db, "a").await;
+    let d = aloft_server::store::DeploymentRow {
+        retries: 1,
+        ..deployment("d1", "rel")
+    };
+    db.create_deployment(&d, std::slice::from_ref(&dev), &[], "fp")
+        .await
+        .unwrap();
+    let handed_out = |at| {
+        let db = &db;
+        let dev = &dev;
+        async move {
+            let open = db.open_device_deployments(dev).await.unwrap();
+            assert_eq!(open.len(), 1, "the deployment is open for the device");
+            db.assign(&open[0].id, Some("a1"), None, at).await.unwrap();
+        }
+    };
+    handed_out(50).await;
+    db.report_status("d1", &dev, "installing", None, 51)
+        .await
+        .unwrap();
+    // The first failure: pending again, the artifact to be chosen again, the reason kept.
+    assert_eq!(
+        db.report_status("d1", &dev, "failure", Some("boot failed"), 52)
+            .await
+            .unwrap(),
+        StatusOutcome::Retried
+    );
+    let (dds, _) = db.device_deployments("d1", None, 0, 0).await.unwrap();
+    let dd = &dds[0];
+    assert_eq!(
+        (
+            dd.status.as_str(),
+            dd.substate.as_deref(),
+            dd.artifact_id.as_deref(),
+            dd.finished,
+            dd.retried
+        ),
+        ("pending", Some("boot failed"), None, None, 1)
+    );
+    assert_eq!(
+        db.deployment("d1").await.unwrap().unwrap().status,
+        "inprogress"
+    );
+    // That failure's report sent again changes nothing.
+    assert_eq!(
+        db.report_status("d1", &dev, "failure", None, 53)
+            .await
+            .unwrap(),
+        StatusOutcome::Recorded
+    );
+    assert_eq!(
+        db.device_deployments("d1", None, 0, 0).await.unwrap().0[0].retried,
+        1
+    );
+    // The second attempt fails too: no retry is left, the failure is final.
+    handed_out(54).await;
+    assert_eq!(
+        db.report_status("d1", &dev, "failure", None, 55)
+            .await
+            .unwrap(),
+        StatusOutcome::Recorded
+    );
+    let d = db.deployment("d1").await.unwrap().unwrap();
+    assert_eq!((d.status.as_str(), d.finished), ("finished", Some(55)));
+    let (dds, _) = db.device_deployments("d1", None, 0, 0).await.unwrap();
+    assert_eq!((dds[0].status.as_str(), dds[0].retried), ("failure", 1));
+}
+
 pub(crate) async fn aborting_stops_devices(db: Db) {
     let dev = one_device(&db).await;
     db.report_status("d1", &dev, "downloading", None, 51)

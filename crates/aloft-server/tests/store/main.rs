@@ -155,6 +155,7 @@ conformance!(
     deployments::duplicate_active_deployments_conflict,
     deployments::reports_move_devices_and_finish_the_deployment,
     deployments::final_statuses_are_kept,
+    deployments::a_failed_device_starts_over_while_retries_are_left,
     deployments::aborting_stops_devices,
     deployments::concurrent_reports_finish_the_deployment,
     deployments::status_groups_filter_device_deployments,
