@@ -40,6 +40,9 @@ command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 command -v mcopy >/dev/null || need+=(mtools)
 command -v mkfs.vfat >/dev/null || need+=(dosfstools)
 command -v sfdisk >/dev/null || need+=(fdisk)
+# The cross-built device binaries are checked with file(1) and started under qemu-user.
+command -v file >/dev/null || need+=(file)
+command -v qemu-aarch64 >/dev/null && command -v qemu-arm >/dev/null || need+=(qemu-user)
 # A load balancer in front of the server's replicas, and PostgreSQL's client.
 command -v haproxy >/dev/null || need+=(haproxy)
 command -v psql >/dev/null || need+=(postgresql-client)
@@ -75,10 +78,21 @@ if [ ! -x "$S3_VENV/bin/weed" ]; then
 fi
 export ALOFT_WEED="$S3_VENV/bin/weed"
 
-# The virtual machines' Debian root filesystem is made in the background meanwhile.
+# Made in the background meanwhile, each in a process group of its own (stopped with the run):
+# the virtual machines' Debian root filesystem, and the device binaries (x86-64 for the virtual
+# machines, then aarch64 and armv7 in a target folder of their own). The builds run at the
+# lowest priority: they take the cores the steps below leave idle (tests that wait, one fuzzer
+# at a time) and never slow a step down.
 mkdir -p target/vm
-scripts/vm-rootfs.sh target/vm/rootfs.tar >target/vm/rootfs.log 2>&1 &
+rm -f target/vm/device.done
+setsid scripts/vm-rootfs.sh target/vm/rootfs.tar >target/vm/rootfs.log 2>&1 &
 rootfs_job=$!
+setsid nice -n 19 bash -c 'cargo build --profile device --locked -p aloft-client &&
+  touch target/vm/device.done && CARGO_TARGET_DIR=target/cross scripts/cross-build.sh' \
+  >target/device-builds.log 2>&1 &
+builds_job=$!
+background() { kill -- "-$rootfs_job" "-$builds_job" 2>/dev/null || true; }
+trap 'background; scripts/postgres.sh stop' EXIT
 
 step "format"
 cargo fmt --all --check
@@ -117,7 +131,9 @@ fi
 step "fuzz targets (build, then ${FUZZ_SECONDS:-30}s each)"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --quiet
 export RUSTC_BOOTSTRAP=1 # cargo-fuzz needs sanitizer flags; the stable toolchain allows them this way
-(cd fuzz && cargo fuzz build -O)
+# No sanitizer: the fuzzed code is safe Rust, where AddressSanitizer finds nothing the language
+# does not already check, and builds and runs slower.
+(cd fuzz && cargo fuzz build -O -s none)
 corpus=fuzz/corpus/read_artifact
 mkdir -p "$corpus"
 cargo run --quiet --locked -p aloft-testkit --example write-hostile "$corpus"
@@ -129,7 +145,7 @@ if [ "${FUZZ_SECONDS:-30}" -gt 0 ]; then
   for target in read_artifact read_signed_artifact daemon_answers apply_delta; do
     c="$corpus"; [ "$target" = daemon_answers ] && c=fuzz/corpus/daemon_answers
     [ "$target" = apply_delta ] && c=fuzz/corpus/apply_delta
-    (cd fuzz && cargo fuzz run -O "$target" "../$c" -- \
+    (cd fuzz && cargo fuzz run -O -s none "$target" "../$c" -- \
       -max_total_time="${FUZZ_SECONDS:-30}" -rss_limit_mb=512 -max_len=2000000 -print_final_stats=1 2>&1 | tail -n 4)
   done
 fi
@@ -142,7 +158,10 @@ step "the server's integration tests again on PostgreSQL (real Mender clients, d
 ALOFT_TEST_BACKEND=postgres cargo test --locked -p aloft-server --test it -- --skip vm_
 
 step "real A/B devices in QEMU (aloftctl image build, GRUB, real reboots and power cuts)"
-cargo build --profile device --locked -p aloft-client
+until [ -e target/vm/device.done ]; do
+  kill -0 "$builds_job" 2>/dev/null || { cat target/device-builds.log >&2; echo "the device binary did not build" >&2; exit 1; }
+  sleep 2
+done
 if ! wait "$rootfs_job"; then
   cat target/vm/rootfs.log >&2
   exit 1
@@ -152,14 +171,27 @@ cargo test --locked -p aloft-server --test it vm_ -- --test-threads=2 --nocaptur
 grep -q "test result: ok. 2 passed" target/vm/tests.log || { echo "the VM scenarios did not all run and pass" >&2; exit 1; }
 
 step "the device binary for aarch64 and armv7 (musl, static, --profile device), started under qemu-user"
-scripts/cross-build.sh
+if ! wait "$builds_job"; then
+  cat target/device-builds.log >&2
+  exit 1
+fi
+sed -n '/^==> checking the binaries/,$p' target/device-builds.log
 
-step "schemathesis against the server's OpenAPI document (${SCHEMATHESIS_SECONDS:-60}s, no 5xx allowed)"
-./scripts/schemathesis.sh
-step "schemathesis again, the server on PostgreSQL"
+step "schemathesis against the server's OpenAPI document (${SCHEMATHESIS_SECONDS:-60}s, no 5xx allowed), on SQLite and on PostgreSQL at once"
+command -v schemathesis >/dev/null || pip install --quiet --disable-pip-version-check schemathesis
+cargo build --quiet --locked -p aloft-server
 psql "$ALOFT_TEST_POSTGRES_URL" -qc 'DROP DATABASE IF EXISTS aloft_schemathesis WITH (FORCE)' -c 'CREATE DATABASE aloft_schemathesis'
-ALOFT_DATABASE_URL="${ALOFT_TEST_POSTGRES_URL%/*}/aloft_schemathesis" ./scripts/schemathesis.sh
+./scripts/schemathesis.sh >target/schemathesis-sqlite.log 2>&1 &
+sqlite_job=$!
+pg_status=0
+ALOFT_DATABASE_URL="${ALOFT_TEST_POSTGRES_URL%/*}/aloft_schemathesis" ./scripts/schemathesis.sh \
+  >target/schemathesis-postgres.log 2>&1 || pg_status=$?
+sqlite_status=0
+wait "$sqlite_job" || sqlite_status=$?
+echo "-- on SQLite"; cat target/schemathesis-sqlite.log
+echo "-- on PostgreSQL"; cat target/schemathesis-postgres.log
 psql "$ALOFT_TEST_POSTGRES_URL" -qc 'DROP DATABASE aloft_schemathesis WITH (FORCE)'
+[ "$sqlite_status" = 0 ] && [ "$pg_status" = 0 ] || exit 1
 
 step "the tests left the work tree as they found it"
 if git rev-parse --is-inside-work-tree >/dev/null 2>&1 && [ -n "$(git status --porcelain)" ]; then

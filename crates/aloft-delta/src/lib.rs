@@ -17,6 +17,8 @@
 //! The byte layout is in [`mod@format`]. Must never: write a byte the window digest did not
 //! cover; panic or allocate beyond the header's checked limits on hostile input.
 
+#![forbid(unsafe_code)]
+
 #[cfg(feature = "artifact")]
 pub mod artifact;
 mod codec;
