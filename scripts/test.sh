@@ -80,14 +80,14 @@ export ALOFT_WEED="$S3_VENV/bin/weed"
 
 # Made in the background meanwhile, each in a process group of its own (stopped with the run):
 # the virtual machines' Debian root filesystem, and the device binaries (x86-64 for the virtual
-# machines, then aarch64 and armv7 in a target folder of their own). The builds run at the
-# lowest priority: they take the cores the steps below leave idle (tests that wait, one fuzzer
-# at a time) and never slow a step down.
+# machines, then aarch64 and armv7 in a target folder of their own). In a session of their own
+# they get a fair share of the cores beside the lint and fuzz builds (the kernel's autogroups
+# outweigh nice), take the cores those leave idle, and are done before the tests start.
 mkdir -p target/vm
 rm -f target/vm/device.done
 setsid scripts/vm-rootfs.sh target/vm/rootfs.tar >target/vm/rootfs.log 2>&1 &
 rootfs_job=$!
-setsid nice -n 19 bash -c 'cargo build --profile device --locked -p aloft-client &&
+setsid bash -c 'cargo build --profile device --locked -p aloft-client &&
   touch target/vm/device.done && CARGO_TARGET_DIR=target/cross scripts/cross-build.sh' \
   >target/device-builds.log 2>&1 &
 builds_job=$!

@@ -353,3 +353,87 @@ pub fn try_grubenv_of_image(
     };
     first.or_else(|e1| read("mender_grubenv2/env").map_err(|e2| format!("{e1}; {e2}")))
 }
+
+/// Checks the FAT of the ESP (`esp_size` bytes at `esp_offset` of `disk`) with `fsck.fat -n` on a
+/// copy in `work`. The copy's dirty bit is cleared first: every power cut while the guest has the
+/// ESP mounted leaves it set, and it says nothing about the structure. `Err` with fsck's report
+/// when it finds anything else (a lost cluster, a cross-linked chain, a bad directory entry).
+pub fn check_esp_of_image(
+    disk: &Path,
+    esp_offset: u64,
+    esp_size: u64,
+    work: &Path,
+) -> Result<String, String> {
+    use std::io::Seek as _;
+    let copy = work.join("esp.fsck");
+    let mut from = std::fs::File::open(disk).map_err(|e| format!("{}: {e}", disk.display()))?;
+    from.seek(std::io::SeekFrom::Start(esp_offset))
+        .map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    from.take(esp_size)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    // The boot sector names its FAT type; the dirty bit is bit 0 of the byte after the drive
+    // number: at 0x25 for FAT12/16, at 0x41 for FAT32.
+    let dirty_at = match bytes.get(0x36..0x3e).zip(bytes.get(0x52..0x5a)) {
+        Some((b"FAT16   " | b"FAT12   ", _)) => 0x25,
+        Some((_, b"FAT32   ")) => 0x41,
+        _ => return Err("the ESP has no FAT boot sector".to_owned()),
+    };
+    bytes[dirty_at] &= !1;
+    std::fs::write(&copy, &bytes).map_err(|e| e.to_string())?;
+    let out = Command::new("fsck.fat")
+        .arg("-n")
+        .arg(&copy)
+        .output()
+        .expect("fsck.fat (dosfstools)");
+    let _ = std::fs::remove_file(&copy);
+    let report =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    if out.status.success() {
+        Ok(report)
+    } else {
+        Err(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_esp_of_image;
+
+    #[test]
+    fn the_esp_check_ignores_the_dirty_bit_and_finds_a_damaged_fat() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = dir.path().join("disk.img");
+        let offset = 1 << 20;
+        let size: u64 = 32 << 20;
+        // A disk with 1 MiB before the ESP, as `aloftctl image build` lays it out.
+        let esp = dir.path().join("esp.img");
+        let made = std::process::Command::new("mkfs.vfat")
+            .args(["-S", "512", "-s", "8", "-C"])
+            .arg(&esp)
+            .arg((size / 1024).to_string())
+            .output()
+            .expect("mkfs.vfat (dosfstools)");
+        assert!(made.status.success());
+        let mut bytes = vec![0u8; offset];
+        bytes.extend(std::fs::read(&esp).unwrap());
+        // Mounted when the power went: the dirty bit is set.
+        bytes[offset + 0x25] |= 1;
+        std::fs::write(&disk, &bytes).unwrap();
+        let clean = check_esp_of_image(&disk, offset as u64, size, dir.path());
+        assert!(clean.is_ok(), "{clean:?}");
+        // A cluster marked in use that no file owns.
+        let reserved = usize::from(u16::from_le_bytes([bytes[offset + 14], bytes[offset + 15]]));
+        let fat = offset + reserved * 512;
+        bytes[fat + 2 * 100..fat + 2 * 100 + 2].copy_from_slice(&[0xff, 0xff]);
+        std::fs::write(&disk, &bytes).unwrap();
+        let damaged = check_esp_of_image(&disk, offset as u64, size, dir.path());
+        assert!(
+            damaged
+                .as_ref()
+                .is_err_and(|r| r.contains("unused cluster")),
+            "{damaged:?}"
+        );
+    }
+}

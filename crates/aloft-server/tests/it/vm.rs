@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use aloft_server::http::Settings;
-use aloft_testkit::vm::{Vm, tail, try_grubenv_of_image};
+use aloft_testkit::vm::{Vm, check_esp_of_image, tail, try_grubenv_of_image};
 use serde_json::{Value, json};
 
 use crate::common::{TestApp, wait_for};
@@ -22,6 +22,8 @@ use crate::daemon::{accept, bin, device_log, inventory};
 
 /// Where the partitions start with the default sizes (`aloftctl image build`'s layout).
 const ESP_OFFSET: u64 = 1 << 20;
+/// The ESP's default size.
+const ESP_SIZE: u64 = 32 << 20;
 /// How long a boot may take under software emulation.
 const BOOT: Duration = Duration::from_secs(240);
 const KERNEL_ARGS: &str = "net.ifnames=0 systemd.show_status=0 mitigations=off";
@@ -311,6 +313,7 @@ fn vm_updates_fall_back_and_roll_back_on_real_boots() {
     );
     assert_eq!(env(&bed, &vm, &disk)["mender_boot_part"], "3");
     vm.power_cut();
+    esp_is_consistent(&bed, &disk);
     eprintln!("scenarios done in {:?}", started.elapsed());
 }
 
@@ -421,6 +424,16 @@ fn vm_power_cuts_never_brick_or_lie() {
         by_phase(Phase::TrialBoot)
     );
     assert!(made.len() >= cuts);
+    vm.power_cut();
+    esp_is_consistent(&bed, &disk);
+}
+
+/// The ESP's FAT as the last power cut left it: nothing for fsck but the dirty bit.
+fn esp_is_consistent(bed: &Bed, disk: &Path) {
+    match check_esp_of_image(disk, ESP_OFFSET, ESP_SIZE, bed.work.path()) {
+        Ok(report) => eprintln!("ESP after the last power cut: {}", report.trim()),
+        Err(report) => panic!("the ESP's FAT is damaged after the power cuts:\n{report}"),
+    }
 }
 
 /// Waits until the deployment is in `phase` on the device; false if it ended first.
