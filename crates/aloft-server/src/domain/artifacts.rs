@@ -40,18 +40,19 @@ pub fn payload_type(updates: &Value) -> Option<&str> {
 /// Which of a release's artifacts (for the device's type) a device gets: of those whose
 /// depends hold for its provides, and that it can apply, the smallest download. A delta is
 /// applicable only to a device that announces the `aloft-delta` module in its inventory's
-/// `update_modules` (`modules`).
+/// `update_modules` (`modules`), and never to an attempt after a failure (`retried` > 0, under
+/// the deployment's `retries`): whatever failed, the retry takes the full artifact.
 pub fn choose<'a>(
     candidates: &'a [ArtifactRow],
     provides: &BTreeMap<String, String>,
     modules: &[String],
+    retried: u32,
 ) -> Option<&'a ArtifactRow> {
+    let deltas = retried == 0 && modules.iter().any(|m| m == DELTA_TYPE);
     candidates
         .iter()
         .filter(|a| depends_match(&a.depends, provides))
-        .filter(|a| {
-            payload_type(&a.updates) != Some(DELTA_TYPE) || modules.iter().any(|m| m == DELTA_TYPE)
-        })
+        .filter(|a| deltas || payload_type(&a.updates) != Some(DELTA_TYPE))
         .min_by_key(|a| a.size)
 }
 
@@ -75,6 +76,7 @@ pub fn outcome<'a>(
     candidates: &'a [ArtifactRow],
     provides: &BTreeMap<String, String>,
     modules: &[String],
+    retried: u32,
 ) -> Outcome<'a> {
     if !force && provides.get("artifact_name").map(String::as_str) == Some(release) {
         return Outcome::AlreadyInstalled;
@@ -84,7 +86,7 @@ pub fn outcome<'a>(
             "no artifact of {release} is for device type {device_type:?}"
         ));
     }
-    match choose(candidates, provides, modules) {
+    match choose(candidates, provides, modules, retried) {
         Some(a) => Outcome::Update(a),
         None => Outcome::NoArtifact(format!(
             "the depends of {release}'s artifacts for {device_type:?} do not hold for the device"
@@ -177,19 +179,23 @@ mod tests {
         };
         let aloft = vec!["rootfs-image".to_owned(), DELTA_TYPE.to_owned()];
         let stock = vec!["rootfs-image".to_owned()];
-        // Each case: the device's checksum, its modules, the artifact it gets.
-        let table: [(Option<&str>, &[String], &str); 5] = [
-            (Some("v1"), &aloft, "delta"),
-            (Some("v0"), &aloft, "other"),
-            (Some("v9"), &aloft, "full"), // an unknown version
-            (None, &aloft, "full"),       // a delta that failed: the daemon drops its checksum
-            (Some("v1"), &stock, "full"), // a stock Mender client without the module
+        // Each case: the device's checksum, its modules, its failed attempts so far, the
+        // artifact it gets.
+        let table: [(Option<&str>, &[String], u32, &str); 7] = [
+            (Some("v1"), &aloft, 0, "delta"),
+            (Some("v0"), &aloft, 0, "other"),
+            (Some("v9"), &aloft, 0, "full"), // an unknown version
+            (None, &aloft, 0, "full"),       // a delta that failed: the daemon drops its checksum
+            (Some("v1"), &stock, 0, "full"), // a stock Mender client without the module
+            (Some("v1"), &aloft, 1, "full"), // a retry after a failure
+            (Some("v0"), &aloft, 3, "full"),
         ];
-        for (sum, modules, want) in table {
-            let got = choose(&all, &on(sum), modules).map(|a| a.id.as_str());
-            assert_eq!(got, Some(want), "{sum:?} {modules:?}");
+        for (sum, modules, retried, want) in table {
+            let got = choose(&all, &on(sum), modules, retried).map(|a| a.id.as_str());
+            assert_eq!(got, Some(want), "{sum:?} {modules:?} {retried}");
         }
-        assert!(choose(&all[1..], &on(Some("v9")), &aloft).is_none());
+        assert!(choose(&all[1..], &on(Some("v9")), &aloft, 0).is_none());
+        assert!(choose(&all[1..], &on(Some("v1")), &aloft, 1).is_none());
     }
 
     fn map(v: Value) -> BTreeMap<String, Value> {
@@ -227,7 +233,7 @@ mod tests {
             ),
         ];
         for (force, candidates, p, want) in cases {
-            let got = match outcome("release-2", force, "board", candidates, p, &[]) {
+            let got = match outcome("release-2", force, "board", candidates, p, &[], 0) {
                 Outcome::Update(a) => a.id.clone(),
                 Outcome::AlreadyInstalled => "already-installed".into(),
                 Outcome::NoArtifact(why) => why,

@@ -93,6 +93,7 @@ pub(super) async fn plan_for(
                 candidates,
                 &provides,
                 &modules,
+                0,
             ) {
                 artifacts::Outcome::Update(a) => (PlannedOutcome::Update, Some(a), None),
                 artifacts::Outcome::AlreadyInstalled => (

@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::deployments::{deployment_changed, device_changed};
 use super::{Ctx, ServiceError, ServiceResult, rollouts};
 use crate::domain::artifacts::{self, depends_match};
-use crate::store::{ArtifactRow, AttrRow, DeploymentRow, StatusOutcome};
+use crate::store::{ArtifactRow, AttrRow, DeploymentRow, DeviceDeploymentRow, StatusOutcome};
 use crate::time::now_us;
 
 /// The longest progress text a report may carry.
@@ -144,7 +144,7 @@ pub enum Ack {
 #[allow(clippy::too_many_arguments)]
 async fn choose_for(
     ctx: Ctx<'_>,
-    dd_id: &str,
+    dd: &DeviceDeploymentRow,
     dep: &DeploymentRow,
     device_id: &str,
     device_type: &str,
@@ -174,9 +174,10 @@ async fn choose_for(
             &candidates,
             provides,
             &modules,
+            dd.retried,
         ) {
             artifacts::Outcome::Update(a) => {
-                ctx.store.assign(dd_id, Some(&a.id), None, now).await?;
+                ctx.store.assign(&dd.id, Some(&a.id), None, now).await?;
                 // The device's status is unchanged, the deployment's may not be (now started).
                 deployment_changed(ctx, &dep.id).await;
                 Ok(a.clone())
@@ -257,17 +258,7 @@ pub async fn next(
                 if artifacts::payload_type(&a.updates) == Some(artifacts::DELTA_TYPE)
                     && !depends_match(&a.depends, provides) =>
             {
-                choose_for(
-                    ctx,
-                    &dd.id,
-                    &dep,
-                    device_id,
-                    device_type,
-                    provides,
-                    true,
-                    now,
-                )
-                .await?
+                choose_for(ctx, &dd, &dep, device_id, device_type, provides, true, now).await?
             }
             // Handed out before: the device gets it again (whatever it reports meanwhile).
             Some(a) => Ok(a),
@@ -279,17 +270,7 @@ pub async fn next(
                     tracing::debug!(device.id = %device_id, deployment.id = %dep.id, ?wait, "deployment held");
                     return Ok(None);
                 }
-                choose_for(
-                    ctx,
-                    &dd.id,
-                    &dep,
-                    device_id,
-                    device_type,
-                    provides,
-                    false,
-                    now,
-                )
-                .await?
+                choose_for(ctx, &dd, &dep, device_id, device_type, provides, false, now).await?
             }
         };
         let artifact = match chosen {
