@@ -8,9 +8,6 @@ use serde_json::json;
 use super::{Remote, device_id};
 use crate::cli::{GroupsCommand, ServerArgs};
 
-/// Page size of the group listings.
-const PER_PAGE: usize = 500;
-
 /// `aloftctl groups ...`.
 pub(crate) fn groups(args: &ServerArgs, command: GroupsCommand) -> Result<()> {
     let r = Remote::open(args)?;
@@ -107,16 +104,5 @@ fn resolve(r: &Remote, given: &[String]) -> Result<Vec<String>> {
 
 /// Every device id in group `name`, over all pages.
 fn members(r: &Remote, name: &str) -> Result<Vec<String>> {
-    let mut ids = Vec::new();
-    for page in 1.. {
-        let got: Vec<String> = r.get_as(&format!(
-            "/v1/inventory/groups/{name}/devices?page={page}&per_page={PER_PAGE}"
-        ))?;
-        let n = got.len();
-        ids.extend(got);
-        if n < PER_PAGE {
-            break;
-        }
-    }
-    Ok(ids)
+    r.get_all(&format!("/v1/inventory/groups/{name}/devices"))
 }

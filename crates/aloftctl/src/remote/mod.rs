@@ -290,6 +290,23 @@ impl Remote {
             .with_context(|| format!("the server's answer to GET {path} is not what aloft sends"))
     }
 
+    /// Every item of a paged list (`page`/`per_page` until a short page).
+    fn get_all<T: serde::de::DeserializeOwned>(&self, list: &str) -> Result<Vec<T>> {
+        const PER_PAGE: usize = 500;
+        let sep = if list.contains('?') { '&' } else { '?' };
+        let mut all = Vec::new();
+        for page in 1.. {
+            let items: Vec<T> =
+                self.get_as(&format!("{list}{sep}page={page}&per_page={PER_PAGE}"))?;
+            let n = items.len();
+            all.extend(items);
+            if n < PER_PAGE {
+                break;
+            }
+        }
+        Ok(all)
+    }
+
     /// A call with a JSON body whose answer is read into an `aloft-api` type.
     fn call_as<T: serde::de::DeserializeOwned>(
         &self,
@@ -402,21 +419,12 @@ fn resolve_id(r: &Remote, what: &str, list: &str, given: &str) -> Result<String>
     if given.len() == ID_LEN {
         return Ok(given.to_owned());
     }
-    let per_page = 500;
-    let mut ids = Vec::new();
-    for page in 1.. {
-        let items: Vec<IdOnly> = r.get_as(&format!("{list}?page={page}&per_page={per_page}"))?;
-        let n = items.len();
-        ids.extend(
-            items
-                .into_iter()
-                .map(|i| i.id)
-                .filter(|id| id.starts_with(given)),
-        );
-        if n < per_page {
-            break;
-        }
-    }
+    let ids: Vec<String> = r
+        .get_all::<IdOnly>(list)?
+        .into_iter()
+        .map(|i| i.id)
+        .filter(|id| id.starts_with(given))
+        .collect();
     unique_prefix(what, given, &ids)
 }
 
