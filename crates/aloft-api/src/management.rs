@@ -223,6 +223,81 @@ pub fn is_group_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// One predicate of a saved filter (a dynamic group), as in Mender's inventory v2 search:
+/// `scope` is `inventory`, `identity`, `system`, `tags` or `monitor`; `type` one of `$eq`,
+/// `$ne`, `$in`, `$nin`, `$exists`, `$gt`, `$gte`, `$lt`, `$lte`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FilterTerm {
+    /// Where the attribute lives.
+    pub scope: String,
+    /// Its name.
+    pub attribute: String,
+    /// The operator.
+    #[serde(rename = "type")]
+    pub op: String,
+    /// The operand (a list for `$in` and `$nin`, a boolean for `$exists`).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub value: serde_json::Value,
+}
+
+/// `POST /api/management/v2/inventory/filters` body: a dynamic group.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NewSavedFilter {
+    /// Its name, unique, with the rule of static group names.
+    pub name: String,
+    /// Its predicates, all of which must hold (1 to 64).
+    pub terms: Vec<FilterTerm>,
+}
+
+/// A saved filter: a dynamic group (Mender Enterprise's shape).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SavedFilter {
+    /// UUID.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its predicates.
+    pub terms: Vec<FilterTerm>,
+}
+
+/// `POST /api/management/v2/deployments/deployments` body: a dynamic deployment (Mender
+/// Enterprise's shape, with aloft's options): the accepted devices matching the saved filter
+/// now, and every device that matches it later while the deployment runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NewDynamicDeployment {
+    /// Deployment name.
+    pub name: String,
+    /// The release to deploy.
+    pub artifact_name: String,
+    /// The saved filter (dynamic group); the deployment keeps a copy of its terms.
+    pub filter_id: String,
+    /// The most devices the deployment takes (the first that match, in admission order,
+    /// then in the order they join); without it, it takes devices until it is aborted.
+    #[serde(default)]
+    pub max_devices: Option<u64>,
+    /// Install even where the device already runs the artifact.
+    #[serde(default)]
+    pub force_installation: Option<bool>,
+    /// As for [`NewDeployment`].
+    #[serde(default)]
+    pub retries: Option<u32>,
+    /// As for [`NewDeployment`].
+    #[serde(default)]
+    pub phases: Option<Vec<NewPhase>>,
+    /// As for [`NewDeployment`].
+    #[serde(default)]
+    pub rollout: Option<RolloutOptions>,
+    /// As for [`NewDeployment`].
+    #[serde(default)]
+    pub expect_plan: Option<String>,
+}
+
 /// An uploaded artifact.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -530,6 +605,8 @@ pub enum PlannedOutcome {
     AlreadyInstalled,
     /// Skipped: no artifact of the release fits it (see `reason`).
     Noartifact,
+    /// Left out: the deployment's `max_devices` is reached before it (its `phase` is 0).
+    OverMax,
 }
 
 /// One device of a plan.
@@ -538,7 +615,7 @@ pub enum PlannedOutcome {
 pub struct PlannedDevice {
     /// Device id.
     pub id: String,
-    /// Its phase, from 1.
+    /// Its phase, from 1 (0: left out, over `max_devices`).
     pub phase: u32,
     /// What it would get.
     pub outcome: PlannedOutcome,
@@ -675,9 +752,12 @@ pub struct Deployment {
     pub kind: String,
     /// Devices that have checked in for it.
     pub device_count: u64,
-    /// Devices targeted.
+    /// Devices targeted; for a dynamic deployment with a cap, the cap.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_devices: Option<u64>,
+    /// The dynamic group it follows (a copy of the saved filter when it was created).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<SavedFilter>,
     /// Static groups targeted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,

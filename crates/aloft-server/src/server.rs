@@ -352,6 +352,26 @@ async fn start_background(
             }
         },
     ));
+    // Dynamic deployments: devices join at once after a change; the sweep bounds a miss.
+    let (sweep_caches, sweep_events) = (caches.clone(), events.clone());
+    tasks.push(cluster::every(
+        store.clone(),
+        "dynamic-sweep",
+        me.clone(),
+        crate::service::dynamic::SWEEP,
+        stop.clone(),
+        move |store| {
+            let (caches, events) = (sweep_caches.clone(), sweep_events.clone());
+            async move {
+                let ctx = crate::service::Ctx {
+                    store: &*store,
+                    caches: &caches,
+                    events: &events,
+                };
+                Ok(crate::service::dynamic::sweep(ctx).await?)
+            }
+        },
+    ));
     let Some(url) = shared_url else {
         return Ok(tasks);
     };

@@ -164,6 +164,23 @@ pub(crate) enum GroupsCommand {
         /// Group name.
         name: String,
     },
+    /// Define a dynamic group: the devices whose attributes match every term, now and later.
+    Define {
+        /// Group name: letters, digits, '-' and '_'.
+        name: String,
+        /// Terms `[SCOPE/]ATTRIBUTE OP VALUE` with OP one of `=`, `!=`, `<`, `<=`, `>`, `>=`
+        /// (the scope defaults to `inventory`; a number compares as a number), e.g.
+        /// `site=oslo`, `tags/ring!=beta`, `cpus>=4`.
+        #[arg(required = true)]
+        terms: Vec<String>,
+    },
+    /// List the dynamic groups with their terms and how many devices match each now.
+    Dynamic,
+    /// Delete a dynamic group (deployments that follow it keep their copy).
+    Undefine {
+        /// Group name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -200,11 +217,18 @@ pub(crate) struct DeploymentSpec {
     #[arg(long)]
     pub(crate) artifact: String,
     /// Every accepted device.
-    #[arg(long, conflicts_with_all = ["group", "device"])]
+    #[arg(long, conflicts_with_all = ["group", "device", "dynamic"])]
     pub(crate) all: bool,
     /// A group.
-    #[arg(long, conflicts_with = "device")]
+    #[arg(long, conflicts_with_all = ["device", "dynamic"])]
     pub(crate) group: Option<String>,
+    /// A dynamic group (`groups define`): its devices now, and those that match it later
+    /// while the deployment runs.
+    #[arg(long, conflicts_with = "device")]
+    pub(crate) dynamic: Option<String>,
+    /// The most devices a dynamic deployment takes.
+    #[arg(long, requires = "dynamic")]
+    pub(crate) max_devices: Option<u64>,
     /// A device id (repeat).
     #[arg(long)]
     pub(crate) device: Vec<String>,

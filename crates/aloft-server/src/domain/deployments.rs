@@ -1,5 +1,6 @@
-//! Deployment rules: a deployment's status from its devices' statuses, and which status
-//! reports a device deployment accepts (and when a failed device starts over).
+//! Deployment rules: a deployment's status from its devices' statuses, which devices a
+//! dynamic deployment still takes, and which status reports a device deployment accepts (and
+//! when a failed device starts over).
 
 use aloft_api::status;
 
@@ -12,12 +13,39 @@ pub struct Tally {
     pub done: u64,
     /// Devices that picked the deployment up or reported.
     pub touched: u64,
+    /// Whether more devices may join.
+    pub members: Members,
 }
 
-/// A deployment's status: `finished` once every device ended, `inprogress` once one picked
-/// it up, else `pending`.
+/// Who a deployment's devices are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Members {
+    /// The devices it was created with.
+    #[default]
+    Fixed,
+    /// A dynamic deployment's: devices matching its filter join while it runs, up to `max`.
+    Open {
+        /// The most devices it takes.
+        max: Option<u64>,
+    },
+}
+
+impl Members {
+    /// Whether one more device may join a deployment that has `total` devices.
+    #[must_use]
+    pub fn may_join(self, total: u64) -> bool {
+        match self {
+            Self::Fixed => false,
+            Self::Open { max } => max.is_none_or(|m| total < m),
+        }
+    }
+}
+
+/// A deployment's status: `finished` once every device ended and no more may join (a
+/// dynamic deployment without `max_devices` runs until it is aborted), `inprogress` once one
+/// picked it up, else `pending`.
 pub fn status_of(t: Tally) -> &'static str {
-    if t.total > 0 && t.done == t.total {
+    if t.total > 0 && t.done == t.total && !t.members.may_join(t.total) {
         "finished"
     } else if t.touched > 0 {
         "inprogress"
@@ -91,20 +119,45 @@ mod tests {
 
     #[test]
     fn deployment_status_from_its_devices() {
+        let fixed = Members::Fixed;
+        let open = Members::Open { max: None };
+        let cap3 = Members::Open { max: Some(3) };
+        let cap4 = Members::Open { max: Some(4) };
         let cases = [
-            ((0, 0, 0), "pending"),
-            ((3, 0, 0), "pending"),
-            ((3, 0, 1), "inprogress"),
-            ((3, 2, 3), "inprogress"),
-            ((3, 3, 3), "finished"),
+            ((0, 0, 0, fixed), "pending"),
+            ((3, 0, 0, fixed), "pending"),
+            ((3, 0, 1, fixed), "inprogress"),
+            ((3, 2, 3, fixed), "inprogress"),
+            ((3, 3, 3, fixed), "finished"),
+            // A dynamic deployment waits for more devices, unless its cap is reached.
+            ((3, 3, 3, open), "inprogress"),
+            ((3, 3, 3, cap4), "inprogress"),
+            ((3, 3, 3, cap3), "finished"),
+            ((3, 2, 3, cap3), "inprogress"),
+            ((1, 0, 0, open), "pending"),
         ];
-        for ((total, done, touched), want) in cases {
+        for ((total, done, touched, members), want) in cases {
             let t = Tally {
                 total,
                 done,
                 touched,
+                members,
             };
             assert_eq!(status_of(t), want, "{t:?}");
+        }
+    }
+
+    #[test]
+    fn who_may_join() {
+        let cases = [
+            (Members::Fixed, 0, false),
+            (Members::Open { max: None }, 1_000_000, true),
+            (Members::Open { max: Some(2) }, 1, true),
+            (Members::Open { max: Some(2) }, 2, false),
+            (Members::Open { max: Some(0) }, 0, false),
+        ];
+        for (members, total, want) in cases {
+            assert_eq!(members.may_join(total), want, "{members:?} with {total}");
         }
     }
 

@@ -4,6 +4,7 @@
 pub mod admission;
 pub mod artifacts;
 pub mod deployments;
+pub mod filters;
 pub mod health;
 pub mod rollouts;
 pub mod tokens;

@@ -524,6 +524,14 @@ pub fn apply(state: &State, step: &Step, now: i64) -> State {
     s
 }
 
+/// The phase (from 0) a device joining a running dynamic rollout is dealt into: the next
+/// phase not yet open, so a device that appears during the canaries waits for the next wave
+/// (canaries are chosen, not whoever comes), or the last phase once every phase is open.
+pub fn joining_phase(plan: &Plan, state: &State) -> u32 {
+    let last = u32::try_from(plan.phases.len().saturating_sub(1)).unwrap_or(u32::MAX);
+    state.phase.saturating_add(1).min(last)
+}
+
 /// The earliest time each phase can open (UNIX µs), for a plan made at `now`: phase 1 at once
 /// or at its start time; under `time` each later phase at its start time; under `auto` no
 /// earlier than the previous phase plus the soak (a lower bound: installs take time too);
@@ -1203,6 +1211,25 @@ mod tests {
         );
         p.options.health = None;
         assert_eq!(decide(&p, &s, &c, sick(2), 1), None, "no gate");
+    }
+
+    #[test]
+    fn a_device_that_joins_waits_for_the_next_wave() {
+        let three = plan(AdvanceMode::Auto, 3);
+        let one = plan(AdvanceMode::Auto, 1);
+        let at = |phase| State {
+            phase,
+            ..State::start(0)
+        };
+        let table = [(&three, 0, 1), (&three, 1, 2), (&three, 2, 2), (&one, 0, 0)];
+        for (p, open, want) in table {
+            assert_eq!(
+                joining_phase(p, &at(open)),
+                want,
+                "{} phases, phase {open} open",
+                p.phases.len()
+            );
+        }
     }
 
     #[test]

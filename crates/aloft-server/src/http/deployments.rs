@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use aloft_api::management::{
     Deployment, DeploymentPlan, DeploymentStatistics, DeviceDeployment, DeviceHistoryEntry,
-    ErrorBody, NewDeployment, NewGroupDeployment, NewPhase, RolloutOptions, StatusBody,
+    ErrorBody, NewDeployment, NewDynamicDeployment, NewGroupDeployment, NewPhase, RolloutOptions,
+    StatusBody,
 };
 use aloft_api::time::parse_rfc3339;
 use axum::extract::{Path, State};
@@ -29,6 +30,8 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(create, list))
         .routes(routes!(create_for_group))
         .routes(routes!(dry_run))
+        .routes(routes!(create_dynamic))
+        .routes(routes!(dry_run_dynamic))
         .routes(routes!(get_one))
         .routes(routes!(statistics))
         .routes(routes!(statistics_list))
@@ -54,7 +57,10 @@ pub(crate) fn deployment_json(v: &DeploymentView) -> Deployment {
         summary: Some(v.summary),
         kind: "software".into(),
         device_count: stats.device_count,
-        max_devices: (stats.max_devices > 0).then_some(stats.max_devices),
+        max_devices: d
+            .max_devices
+            .or((stats.max_devices > 0).then_some(stats.max_devices)),
+        filter: v.filter.clone(),
         groups: d.groups.clone(),
         artifacts: stats.artifacts.clone(),
         force_installation: d.force_installation,
@@ -156,6 +162,7 @@ fn new_deployment(b: NewDeployment) -> ApiResult<deployments::NewDeployment> {
         target,
         force: b.force_installation.unwrap_or(false),
         retries: retries(b.retries)?,
+        max_devices: None,
         plan: plan(b.phases.as_deref(), b.rollout.as_ref())?,
         expect_plan: b.expect_plan,
     })
@@ -202,11 +209,71 @@ async fn create_for_group(
             target: Target::Group(group),
             force: b.force_installation.unwrap_or(false),
             retries: retries(b.retries)?,
+            max_devices: None,
             plan,
             expect_plan: b.expect_plan,
         },
     )
     .await
+}
+
+/// A dynamic deployment's body as the service takes it, or why it is refused.
+async fn new_dynamic(
+    st: &AppState,
+    b: NewDynamicDeployment,
+) -> ApiResult<deployments::NewDeployment> {
+    check_names(&b.name, &b.artifact_name)?;
+    if b.max_devices == Some(0) {
+        return Err(ApiError::bad_request("max_devices must be at least 1"));
+    }
+    check_uuid(&b.filter_id)
+        .map_err(|_| ApiError::bad_request("filter_id must be a saved filter's id"))?;
+    let filter = crate::service::dynamic::find(st.ctx(), &b.filter_id)
+        .await
+        .map_err(|_| {
+            ApiError::bad_request(format!("no saved filter has the id {:?}", b.filter_id))
+        })?;
+    Ok(deployments::NewDeployment {
+        name: b.name,
+        artifact_name: b.artifact_name,
+        target: Target::Filter(filter),
+        force: b.force_installation.unwrap_or(false),
+        retries: retries(b.retries)?,
+        max_devices: b.max_devices,
+        plan: plan(b.phases.as_deref(), b.rollout.as_ref())?,
+        expect_plan: b.expect_plan,
+    })
+}
+
+/// Create a dynamic deployment: the accepted devices matching a saved filter now, and every
+/// device that comes to match it while the deployment runs (Mender Enterprise's API).
+#[utoipa::path(post, path = "/api/management/v2/deployments/deployments", tag = "deployments", security(("bearer" = [])),
+    request_body = NewDynamicDeployment,
+    responses((status = 201, description = "created; Location: ./management/v1/deployments/deployments/<id>"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+async fn create_dynamic(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    ApiJson(b): ApiJson<NewDynamicDeployment>,
+) -> ApiResult<Response> {
+    let d = new_dynamic(&st, b).await?;
+    insert(&st, d).await
+}
+
+/// A dry run of a dynamic deployment (the devices matching now; those over `max_devices`
+/// are listed as left out).
+#[utoipa::path(post, path = "/api/management/v2/deployments/deployments/plan", tag = "rollouts", security(("bearer" = [])),
+    request_body = NewDynamicDeployment,
+    responses((status = 200, body = DeploymentPlan), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+async fn dry_run_dynamic(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    ApiJson(b): ApiJson<NewDynamicDeployment>,
+) -> ApiResult<axum::Json<DeploymentPlan>> {
+    let d = new_dynamic(&st, b).await?;
+    Ok(axum::Json(plans::plan(st.ctx(), &d).await?))
 }
 
 /// List deployments.

@@ -35,7 +35,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(filter_attributes))
 }
 
-const SCOPES: [&str; 5] = ["inventory", "identity", "system", "tags", "monitor"];
+use crate::domain::filters::{self as filter_rules, MAX_QUERY_VALUES, SCOPES};
 
 /// All attributes of a device over every scope.
 pub(crate) fn inventory_json(d: &DeviceRow, attrs: &[AttrRow]) -> DeviceInventory {
@@ -87,7 +87,7 @@ fn attr(name: &str, value: Value, scope: &str) -> Attribute {
     }
 }
 
-async fn load(st: &AppState, ids: &[String]) -> ApiResult<Vec<DeviceInventory>> {
+pub(super) async fn load(st: &AppState, ids: &[String]) -> ApiResult<Vec<DeviceInventory>> {
     let page = st.store.inventory_of(ids).await?;
     Ok(page
         .iter()
@@ -102,26 +102,13 @@ fn split_scope(key: &str) -> (String, String) {
     }
 }
 
-/// Most filters in one query.
-const MAX_FILTERS: usize = 64;
-/// Most values over all of a query's filters, and most device ids.
-const MAX_QUERY_VALUES: usize = 10_000;
-
-/// The size bounds of a query (beyond them a database refuses it with an internal error).
-fn check_query_size(q: &InventoryQuery) -> ApiResult<()> {
-    let values: usize = q
-        .filters
-        .iter()
-        .map(|f| f.value.as_array().map_or(1, Vec::len))
-        .sum();
-    if q.filters.len() > MAX_FILTERS {
+/// The predicates and size bounds of a query (beyond them a database refuses it with an
+/// internal error).
+fn check_query(q: &InventoryQuery) -> ApiResult<()> {
+    filter_rules::check(&q.filters).map_err(ApiError::bad_request)?;
+    if q.ids.len() > MAX_QUERY_VALUES {
         return Err(ApiError::bad_request(format!(
-            "too many filters (at most {MAX_FILTERS})"
-        )));
-    }
-    if values > MAX_QUERY_VALUES || q.ids.len() > MAX_QUERY_VALUES {
-        return Err(ApiError::bad_request(format!(
-            "too many filter values or device ids (at most {MAX_QUERY_VALUES} each)"
+            "too many device ids (at most {MAX_QUERY_VALUES})"
         )));
     }
     if q.text.as_ref().is_some_and(|t| t.len() > 1024) {
@@ -194,7 +181,7 @@ async fn list_devices(State(st): State<AppState>, _u: UserAuth, uri: Uri) -> Api
     let q = query_pairs(&uri);
     let page = Page::parse(param(&q, "page"), param(&q, "per_page"), 500)?;
     let query = v1_query(&q, page)?;
-    check_query_size(&query)?;
+    check_query(&query)?;
     let (ids, total) = st.store.search_inventory(&query).await?;
     let items = load(&st, &ids).await?;
     let has_next = page.page.saturating_mul(page.per_page) < total;
@@ -553,21 +540,16 @@ async fn search_v2(
         b.per_page.map(|p| p.to_string()).as_deref(),
         500,
     )?;
-    let mut filters = Vec::new();
-    for f in b.filters {
-        if !SCOPES.contains(&f.scope.as_str()) {
-            return Err(ApiError::bad_request(format!(
-                "unknown scope {:?}",
-                f.scope
-            )));
-        }
-        filters.push(Filter {
+    let filters = b
+        .filters
+        .into_iter()
+        .map(|f| Filter {
             scope: f.scope,
             attribute: f.attribute,
             op: f.op,
             value: f.value,
-        });
-    }
+        })
+        .collect();
     let sort = b.sort.into_iter().next().map(|s| {
         let desc = s.order.as_deref() != Some("asc");
         (s.scope, s.attribute, desc)
@@ -581,7 +563,7 @@ async fn search_v2(
         per_page: page.per_page,
         ..InventoryQuery::default()
     };
-    check_query_size(&query)?;
+    check_query(&query)?;
     let (ids, total) = st.store.search_inventory(&query).await?;
     let mut items = load(&st, &ids).await?;
     if !b.attributes.is_empty() {

@@ -6,6 +6,7 @@ pub mod deployments;
 pub mod devauth;
 pub mod device;
 pub mod events;
+pub mod filters;
 pub mod inventory;
 pub mod ops;
 pub mod rollouts;
@@ -138,6 +139,7 @@ pub fn app(state: AppState) -> Router {
         .merge(useradm::routes())
         .merge(devauth::routes())
         .merge(inventory::routes())
+        .merge(filters::routes())
         .merge(artifacts::routes(&state.settings))
         .merge(deployments::routes())
         .merge(rollouts::routes())

@@ -53,6 +53,10 @@ pub async fn authenticate(
             status: device_status(status),
         });
     }
+    if outcome.changed && status == AuthSetStatus::Accepted {
+        // A preauthorized device just came in: it may match a running dynamic deployment.
+        super::dynamic::devices_changed(ctx, Some(std::slice::from_ref(&outcome.device_id))).await;
+    }
     if status != AuthSetStatus::Accepted {
         return Ok(Admission::Refused {
             device_id: outcome.device_id,
@@ -153,6 +157,9 @@ pub async fn set_auth_status(
         status: device_status(status),
     });
     tracing::info!(device.id = %device_id, auth_set.id = %auth_id, status = %status, "auth set status changed");
+    if status == AuthSetStatus::Accepted {
+        super::dynamic::devices_changed(ctx, Some(&[device_id.to_owned()])).await;
+    }
     Ok(())
 }
 

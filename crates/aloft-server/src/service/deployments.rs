@@ -11,7 +11,7 @@ use crate::domain::rollouts::{Plan, Size, State};
 use crate::store::{DeploymentRow, DeploymentStats, Filter, InventoryQuery};
 use crate::time::now_us;
 use crate::time::{rfc3339, rfc3339_opt};
-use aloft_api::management::{PhaseInfo, RolloutInfo};
+use aloft_api::management::{PhaseInfo, RolloutInfo, SavedFilter};
 use aloft_api::status::Counts;
 
 /// Which devices a new deployment targets.
@@ -23,6 +23,8 @@ pub enum Target {
     All,
     /// The accepted devices of a static group.
     Group(String),
+    /// The accepted devices matching a saved filter, now and while the deployment runs.
+    Filter(SavedFilter),
 }
 
 /// A deployment to create.
@@ -38,6 +40,8 @@ pub struct NewDeployment {
     pub force: bool,
     /// How many times a device that failed starts over (Mender's `retries`).
     pub retries: u32,
+    /// The most devices a dynamic deployment takes.
+    pub max_devices: Option<u64>,
     /// Its phases and rollout options, when it is phased.
     pub plan: Option<Plan>,
     /// The digest of the plan the operator saw ([`super::plans::plan`]).
@@ -108,6 +112,8 @@ pub struct DeploymentView {
     pub summary: DeploymentSummary,
     /// Its rollout, when it is phased.
     pub rollout: Option<RolloutView>,
+    /// The dynamic group it follows.
+    pub filter: Option<SavedFilter>,
 }
 
 impl DeploymentView {
@@ -185,7 +191,9 @@ fn view_with(
 ) -> ServiceResult<DeploymentView> {
     let status: DeploymentStatus = stored(&row.status)?;
     let summary = DeploymentSummary::of(status, &counters.by_status);
+    let filter = super::dynamic::filter_of(&row)?;
     Ok(DeploymentView {
+        filter,
         row,
         status,
         stats: counters,
@@ -204,21 +212,32 @@ pub async fn find(ctx: Ctx<'_>, id: &str) -> ServiceResult<DeploymentView> {
     view(ctx, row).await
 }
 
-/// The ids of the accepted devices, of one static group or of all.
-async fn accepted_devices(ctx: Ctx<'_>, group: Option<String>) -> ServiceResult<Vec<String>> {
-    let q = InventoryQuery {
-        filters: vec![Filter {
-            scope: "identity".into(),
-            attribute: "status".into(),
-            op: "$eq".into(),
-            value: serde_json::json!("accepted"),
-        }],
-        group,
+/// The ids of the accepted devices matching `filters`, of one static group or of all, in
+/// admission order.
+pub(crate) async fn accepted_devices(
+    ctx: Ctx<'_>,
+    group: Option<String>,
+    filters: Vec<Filter>,
+) -> ServiceResult<Vec<String>> {
+    let mut q = accepted_query(filters);
+    q.group = group;
+    Ok(ctx.store.search_inventory(&q).await?.0)
+}
+
+/// A query for every accepted device matching `filters` (no paging).
+pub(crate) fn accepted_query(mut filters: Vec<Filter>) -> InventoryQuery {
+    filters.push(Filter {
+        scope: "identity".into(),
+        attribute: "status".into(),
+        op: "$eq".into(),
+        value: serde_json::json!("accepted"),
+    });
+    InventoryQuery {
+        filters,
         page: 0,
         per_page: 0,
         ..InventoryQuery::default()
-    };
-    Ok(ctx.store.search_inventory(&q).await?.0)
+    }
 }
 
 /// The fingerprint that makes creating the same deployment twice a conflict.
@@ -229,10 +248,15 @@ fn fingerprint(d: &NewDeployment, groups: &[String], devices: &[String]) -> Stri
         .as_ref()
         .map(|p| serde_json::to_string(p).unwrap_or_default())
         .unwrap_or_default();
+    let filter = match &d.target {
+        Target::Filter(f) => format!("{}:{:?}", f.id, d.max_devices),
+        _ => String::new(),
+    };
     for part in [
         d.name.as_str(),
         d.artifact_name.as_str(),
         plan.as_str(),
+        filter.as_str(),
         if d.force { "force" } else { "" },
         if matches!(d.target, Target::All) {
             "all"
@@ -254,15 +278,25 @@ fn fingerprint(d: &NewDeployment, groups: &[String], devices: &[String]) -> Stri
     hex::encode(h.finalize())
 }
 
-/// The devices a new deployment targets (sorted, each once) and the groups it names, or why
-/// it cannot be made (no artifact of the release, unknown device ids, no device at all).
-pub(crate) async fn targets(
-    ctx: Ctx<'_>,
-    d: &NewDeployment,
-) -> ServiceResult<(Vec<String>, Vec<String>)> {
+/// The devices a new deployment takes.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Targets {
+    /// Its devices, sorted, each once.
+    pub devices: Vec<String>,
+    /// The static groups it names.
+    pub groups: Vec<String>,
+    /// Devices matching a dynamic deployment's filter beyond its `max_devices`.
+    pub over_max: Vec<String>,
+}
+
+/// The devices a new deployment targets and the groups it names, or why it cannot be made
+/// (no artifact of the release, unknown device ids, no device at all). A dynamic deployment
+/// with `max_devices` takes the first that match in admission order.
+pub(crate) async fn targets(ctx: Ctx<'_>, d: &NewDeployment) -> ServiceResult<Targets> {
     if !ctx.store.release_exists(&d.artifact_name).await? {
         return Err(ServiceError::Rule("No artifact for the deployment".into()));
     }
+    let mut over_max = Vec::new();
     let (mut devices, mut groups) = match &d.target {
         Target::Devices(list) => {
             for id in list {
@@ -274,11 +308,20 @@ pub(crate) async fn targets(
             }
             (list.clone(), Vec::new())
         }
-        Target::All => (accepted_devices(ctx, None).await?, Vec::new()),
+        Target::All => (accepted_devices(ctx, None, Vec::new()).await?, Vec::new()),
         Target::Group(g) => (
-            accepted_devices(ctx, Some(g.clone())).await?,
+            accepted_devices(ctx, Some(g.clone()), Vec::new()).await?,
             vec![g.clone()],
         ),
+        Target::Filter(f) => {
+            let mut found =
+                accepted_devices(ctx, None, super::dynamic::predicates(&f.terms)).await?;
+            if let Some(max) = d.max_devices {
+                over_max =
+                    found.split_off(usize::try_from(max).unwrap_or(usize::MAX).min(found.len()));
+            }
+            (found, Vec::new())
+        }
     };
     devices.sort();
     devices.dedup();
@@ -292,14 +335,22 @@ pub(crate) async fn targets(
     {
         groups.push(g);
     }
-    Ok((devices, groups))
+    Ok(Targets {
+        devices,
+        groups,
+        over_max,
+    })
 }
 
 /// Creates a deployment; returns its id. Unknown device ids are refused (a deployment for a
 /// device that does not exist would wait forever). With `expect_plan`, the plan made now must
 /// have that digest (the fleet did not change since the operator saw it).
 pub async fn create(ctx: Ctx<'_>, d: NewDeployment) -> ServiceResult<String> {
-    let (devices, groups) = targets(ctx, &d).await?;
+    let Targets {
+        devices,
+        groups,
+        over_max,
+    } = targets(ctx, &d).await?;
     let phases = match &d.plan {
         Some(plan) => rollouts::deal(ctx, plan, &devices).await?,
         None => Vec::new(),
@@ -312,7 +363,7 @@ pub async fn create(ctx: Ctx<'_>, d: NewDeployment) -> ServiceResult<String> {
             flat = vec![0; devices.len()];
             &flat
         };
-        let now = super::plans::plan_for(ctx, &d, &devices, dealt).await?;
+        let now = super::plans::plan_for(ctx, &d, &devices, dealt, &over_max).await?;
         if &now.digest != want {
             return Err(ServiceError::Conflict(format!(
                 "the fleet changed since the plan; it is now {}",
@@ -337,6 +388,11 @@ pub async fn create(ctx: Ctx<'_>, d: NewDeployment) -> ServiceResult<String> {
             .map(|p| serde_json::to_string(p).unwrap_or_default()),
         rollout_state: d.plan.as_ref().map(|_| rollouts::json(&State::start(now))),
         retries: d.retries,
+        filter: match &d.target {
+            Target::Filter(f) => Some(serde_json::to_string(f).unwrap_or_default()),
+            _ => None,
+        },
+        max_devices: d.max_devices,
     };
     ctx.store
         .create_deployment(&row, &devices, &phases, &fingerprint(&d, &groups, &devices))

@@ -8,6 +8,7 @@ pub mod admission;
 pub mod artifacts;
 pub mod deltas;
 pub mod deployments;
+pub mod dynamic;
 pub mod inventory;
 pub mod plans;
 pub mod rollouts;

@@ -11,7 +11,7 @@ use aloft_api::management::{
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::deployments::{NewDeployment, targets};
+use super::deployments::{NewDeployment, Targets, targets};
 use super::scheduling::update_modules;
 use super::{Ctx, ServiceResult, rollouts};
 use crate::domain::artifacts;
@@ -42,22 +42,26 @@ fn provides_of(attrs: &[AttrRow]) -> BTreeMap<String, String> {
 
 /// The plan of `d` now.
 pub async fn plan(ctx: Ctx<'_>, d: &NewDeployment) -> ServiceResult<DeploymentPlan> {
-    let (devices, _) = targets(ctx, d).await?;
+    let Targets {
+        devices, over_max, ..
+    } = targets(ctx, d).await?;
     let phases = match &d.plan {
         Some(p) => rollouts::deal(ctx, p, &devices).await?,
         None => vec![0; devices.len()],
     };
-    plan_for(ctx, d, &devices, &phases).await
+    plan_for(ctx, d, &devices, &phases, &over_max).await
 }
 
 /// The plan for targets already resolved and dealt into phases (`phases[i]` is device `i`'s
-/// 0-based phase): what `create` checks `expect_plan` against, so that the devices it writes
-/// are the very ones the digest covers.
+/// 0-based phase), and the devices a dynamic deployment leaves out over its `max_devices`:
+/// what `create` checks `expect_plan` against, so that the devices it writes are the very
+/// ones the digest covers.
 pub(super) async fn plan_for(
     ctx: Ctx<'_>,
     d: &NewDeployment,
     devices: &[String],
     phases: &[u32],
+    over_max: &[String],
 ) -> ServiceResult<DeploymentPlan> {
     let phase_count = d.plan.as_ref().map_or(1, |p| p.phases.len());
     let mut by_type: BTreeMap<String, Vec<ArtifactRow>> = BTreeMap::new();
@@ -116,6 +120,17 @@ pub(super) async fn plan_for(
         }
     }
     planned.sort_by(|a, b| (a.phase, &a.id).cmp(&(b.phase, &b.id)));
+    planned.extend(over_max.iter().map(|id| PlannedDevice {
+        id: id.clone(),
+        phase: 0,
+        outcome: PlannedOutcome::OverMax,
+        artifact_id: None,
+        bytes: 0,
+        reason: Some(format!(
+            "the deployment takes at most {} devices",
+            d.max_devices.unwrap_or_default()
+        )),
+    }));
     let starts = match &d.plan {
         Some(p) => earliest_starts(p, now_us()),
         None => vec![Some(now_us())],
@@ -137,8 +152,11 @@ pub(super) async fn plan_for(
     };
     let mut h = Sha256::new();
     for p in &planned {
-        let slot = usize::try_from(p.phase - 1)
-            .ok()
+        // Phase 0: left out over `max_devices`, in no phase.
+        let slot = p
+            .phase
+            .checked_sub(1)
+            .and_then(|i| usize::try_from(i).ok())
             .and_then(|i| out_phases.get_mut(i));
         let update = p.outcome == PlannedOutcome::Update;
         if let Some(slot) = slot {

@@ -197,6 +197,8 @@ pub struct InventoryQuery {
     pub group: Option<String>,
     /// Only grouped (true) or ungrouped (false) devices.
     pub has_group: Option<bool>,
+    /// Only devices not yet in this deployment.
+    pub not_in_deployment: Option<String>,
     /// Sort by (scope, attribute, descending).
     pub sort: Option<(String, String, bool)>,
     /// Free text over identity and inventory values.
@@ -282,6 +284,38 @@ pub struct DeploymentRow {
     pub rollout_state: Option<String>,
     /// How many times a device that failed starts over (Mender's `retries`).
     pub retries: u32,
+    /// The saved filter a dynamic deployment follows (`aloft_api::management::SavedFilter`
+    /// as JSON, copied when it was created); `None` for a fixed list of devices.
+    pub filter: Option<String>,
+    /// The most devices a dynamic deployment takes.
+    pub max_devices: Option<u64>,
+}
+
+impl DeploymentRow {
+    /// Whether more devices may join it.
+    #[must_use]
+    pub fn members(&self) -> crate::domain::deployments::Members {
+        use crate::domain::deployments::Members;
+        match self.filter {
+            Some(_) => Members::Open {
+                max: self.max_devices,
+            },
+            None => Members::Fixed,
+        }
+    }
+}
+
+/// A saved inventory filter: a dynamic group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedFilterRow {
+    /// UUID.
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// Its predicates (`aloft_api::management::FilterTerm` list as JSON).
+    pub terms: String,
+    /// Created (µs).
+    pub created: i64,
 }
 
 /// Aggregates of one deployment.
@@ -565,6 +599,16 @@ pub trait Store: Send + Sync {
     /// Whether any artifact has this name.
     async fn release_exists(&self, name: &str) -> StoreResult<bool>;
 
+    // ---- dynamic groups ----
+    /// Saves a filter; `Conflict` when its name is taken.
+    async fn insert_saved_filter(&self, f: &SavedFilterRow) -> StoreResult<()>;
+    /// Every saved filter, by name.
+    async fn saved_filters(&self) -> StoreResult<Vec<SavedFilterRow>>;
+    /// One saved filter.
+    async fn saved_filter(&self, id: &str) -> StoreResult<Option<SavedFilterRow>>;
+    /// Deletes a saved filter (dynamic deployments keep their copy); false when absent.
+    async fn delete_saved_filter(&self, id: &str) -> StoreResult<bool>;
+
     // ---- deployments ----
     /// Creates a deployment for a fixed list of devices, device `i` in phase `phases[i]` (0
     /// where `phases` is shorter); `Conflict` when an active one with the same parameters
@@ -588,6 +632,16 @@ pub trait Store: Send + Sync {
     async fn rollout_health(&self, id: &str) -> StoreResult<Vec<HealthRow>>;
     /// The phased deployments not finished.
     async fn active_rollouts(&self) -> StoreResult<Vec<DeploymentRow>>;
+    /// The dynamic deployments not finished.
+    async fn active_dynamic(&self) -> StoreResult<Vec<DeploymentRow>>;
+    /// Adds devices (each with its phase) to an unfinished dynamic deployment, in order, while
+    /// its `max_devices` allows; devices already in it are skipped. Returns those added.
+    async fn join_deployment(
+        &self,
+        id: &str,
+        devices: &[(String, u32)],
+        now: i64,
+    ) -> StoreResult<Vec<String>>;
     /// A fleet-wide switch's value, while it is engaged.
     async fn switch(&self, name: &str) -> StoreResult<Option<String>>;
     /// Engages (`Some`) or releases (`None`) a fleet-wide switch.

@@ -18,8 +18,8 @@ use super::query::Qb;
 use super::{
     AdmissionFootprint, ArtifactQuery, ArtifactRow, AttrRow, AuthOutcome, AuthSetRow,
     DeploymentQuery, DeploymentRow, DeploymentStats, DeviceDeploymentRow, DeviceRow,
-    FEED_DEPLOYMENTS, FEED_REVOKED, FeedRow, InventoryQuery, StatusOutcome, Store, StoreError,
-    StoreResult, TokenKind, TokenRow, UserRow,
+    FEED_DEPLOYMENTS, FEED_REVOKED, FeedRow, InventoryQuery, SavedFilterRow, StatusOutcome, Store,
+    StoreError, StoreResult, TokenKind, TokenRow, UserRow,
 };
 use crate::domain::{admission, deployments as rules, tokens as token_rules};
 use aloft_api::status;
@@ -392,6 +392,19 @@ fn deployment_from_row(r: &AnyRow) -> DeploymentRow {
         rollout: r.get("rollout"),
         rollout_state: r.get("rollout_state"),
         retries: u32::try_from(r.get::<i64, _>("retries")).unwrap_or(0),
+        filter: r.get("filter_json"),
+        max_devices: r
+            .get::<Option<i64>, _>("max_devices")
+            .map(|m| u64::try_from(m).unwrap_or(0)),
+    }
+}
+
+fn saved_filter_from_row(r: &AnyRow) -> SavedFilterRow {
+    SavedFilterRow {
+        id: r.get("id"),
+        name: r.get("name"),
+        terms: r.get("terms_json"),
+        created: r.get("created"),
     }
 }
 
@@ -467,10 +480,31 @@ async fn refresh_deployment(
     .fetch_one(&mut **tx)
     .await
     .map_err(db)?;
+    let dep = sqlx::query("SELECT filter_json, max_devices FROM deployments WHERE id = $1")
+        .bind(deployment_id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db)?;
+    let members = match dep {
+        Some(d)
+            if d.try_get::<Option<String>, _>("filter_json")
+                .map_err(db)?
+                .is_some() =>
+        {
+            rules::Members::Open {
+                max: d
+                    .try_get::<Option<i64>, _>("max_devices")
+                    .map_err(db)?
+                    .map(count),
+            }
+        }
+        _ => rules::Members::Fixed,
+    };
     let tally = rules::Tally {
         total: count(row.try_get("total").map_err(db)?),
         done: count(row.try_get("done").map_err(db)?),
         touched: count(row.try_get("touched").map_err(db)?),
+        members,
     };
     let st = rules::status_of(tally);
     let fin = (st == "finished").then_some(now);
@@ -1311,6 +1345,11 @@ impl Store for SqlStore {
             if let Some(g) = &q.group {
                 qb.push(" AND d.group_name = ").push_bind(g.clone());
             }
+            if let Some(dep) = &q.not_in_deployment {
+                qb.push(" AND NOT EXISTS (SELECT 1 FROM device_deployments dd WHERE dd.deployment_id = ")
+                    .push_bind(dep.clone())
+                    .push(" AND dd.device_id = d.id)");
+            }
             match q.has_group {
                 Some(true) => {
                     qb.push(" AND d.group_name IS NOT NULL");
@@ -1628,6 +1667,52 @@ impl Store for SqlStore {
         Ok(n > 0)
     }
 
+    async fn insert_saved_filter(&self, f: &SavedFilterRow) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO saved_filters (id, name, terms_json, created) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&f.id)
+        .bind(&f.name)
+        .bind(&f.terms)
+        .bind(f.created)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| match db(e) {
+            StoreError::Conflict(_) => {
+                StoreError::Conflict(format!("a dynamic group named {:?} exists", f.name))
+            }
+            other => other,
+        })?;
+        Ok(())
+    }
+
+    async fn saved_filters(&self) -> StoreResult<Vec<SavedFilterRow>> {
+        let rows = sqlx::query("SELECT * FROM saved_filters ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(rows.iter().map(saved_filter_from_row).collect())
+    }
+
+    async fn saved_filter(&self, id: &str) -> StoreResult<Option<SavedFilterRow>> {
+        let r = sqlx::query("SELECT * FROM saved_filters WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(r.as_ref().map(saved_filter_from_row))
+    }
+
+    async fn delete_saved_filter(&self, id: &str) -> StoreResult<bool> {
+        let n = sqlx::query("DELETE FROM saved_filters WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?
+            .rows_affected();
+        Ok(n > 0)
+    }
+
     async fn create_deployment(
         &self,
         d: &DeploymentRow,
@@ -1649,8 +1734,8 @@ impl Store for SqlStore {
             ));
         }
         sqlx::query(
-            "INSERT INTO deployments (id, name, artifact_name, created, status, groups_json, force_installation, all_devices, fingerprint, rollout, rollout_state, retries) \
-             VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10, $11)",
+            "INSERT INTO deployments (id, name, artifact_name, created, status, groups_json, force_installation, all_devices, fingerprint, rollout, rollout_state, retries, filter_json, max_devices) \
+             VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(&d.id)
         .bind(&d.name)
@@ -1663,6 +1748,8 @@ impl Store for SqlStore {
         .bind(d.rollout.as_deref())
         .bind(d.rollout_state.as_deref())
         .bind(i64::from(d.retries))
+        .bind(d.filter.as_deref())
+        .bind(d.max_devices.map(|m| i64::try_from(m).unwrap_or(i64::MAX)))
         .execute(&mut *tx)
         .await
         .map_err(db)?;
@@ -1765,6 +1852,77 @@ impl Store for SqlStore {
         .await
         .map_err(db)?;
         Ok(rows.iter().map(deployment_from_row).collect())
+    }
+
+    async fn active_dynamic(&self) -> StoreResult<Vec<DeploymentRow>> {
+        let rows = sqlx::query(
+            "SELECT * FROM deployments WHERE filter_json IS NOT NULL AND status <> 'finished' ORDER BY created, id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows.iter().map(deployment_from_row).collect())
+    }
+
+    async fn join_deployment(
+        &self,
+        id: &str,
+        devices: &[(String, u32)],
+        now: i64,
+    ) -> StoreResult<Vec<String>> {
+        let mut tx = self.begin().await?;
+        let Some(row) = sqlx::query(&format!(
+            "SELECT * FROM deployments WHERE id = $1{}",
+            self.dialect.for_update()
+        ))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?
+        .map(|r| deployment_from_row(&r)) else {
+            return Ok(Vec::new());
+        };
+        if row.status == "finished" {
+            return Ok(Vec::new());
+        }
+        let members = row.members();
+        let mut total: u64 = count(
+            sqlx::query_scalar("SELECT COUNT(*) FROM device_deployments WHERE deployment_id = $1")
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db)?,
+        );
+        let mut joined = Vec::new();
+        for (dev, phase) in devices {
+            if !members.may_join(total) {
+                break;
+            }
+            let n = sqlx::query(
+                "INSERT INTO device_deployments (id, deployment_id, device_id, status, created, phase) VALUES ($1, $2, $3, 'pending', $4, $5) \
+                 ON CONFLICT (deployment_id, device_id) DO NOTHING",
+            )
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(id)
+            .bind(dev)
+            .bind(now)
+            .bind(i64::from(*phase))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
+            if n > 0 {
+                total += 1;
+                joined.push(dev.clone());
+            }
+        }
+        if joined.is_empty() {
+            return Ok(joined);
+        }
+        refresh_deployment(&mut tx, id, now).await?;
+        feed_in(&mut tx, self.dialect, FEED_DEPLOYMENTS, id).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(joined)
     }
 
     async fn switch(&self, name: &str) -> StoreResult<Option<String>> {

@@ -269,6 +269,39 @@ fn aloftctl_logs_in_uploads_deploys_and_watches_to_completion() {
     let group = app.get(&format!("/api/management/v1/inventory/devices/{id}/group"));
     assert_eq!(group.json()["group"], Value::Null);
 
+    // Dynamic groups: define by terms, list with what matches, plan a deployment, delete.
+    let defined = ctl(
+        &config,
+        &[
+            "groups",
+            "define",
+            "boards",
+            "device_type=sim-board",
+            "--json",
+        ],
+    );
+    assert_eq!(defined["devices"], 1, "{defined}");
+    let bad = run(&config, &["groups", "define", "x", "device_type"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("has no operator"));
+    let dynamic = ctl(&config, &["groups", "dynamic", "--json"]);
+    assert_eq!(dynamic[0]["name"], "boards", "{dynamic}");
+    assert_eq!(dynamic[0]["devices"], 1, "{dynamic}");
+    let plan = ctl(
+        &config,
+        &[
+            "deployments",
+            "plan",
+            "--artifact",
+            "app-2",
+            "--dynamic",
+            "boards",
+            "--json",
+        ],
+    );
+    assert_eq!(plan["devices"][0]["id"], id.as_str(), "{plan}");
+    ctl(&config, &["groups", "undefine", "boards", "--json"]);
+    assert_eq!(ctl(&config, &["groups", "dynamic", "--json"]), json!([]));
+
     // Logout revokes the token at the server and forgets it here.
     let creds: Value =
         serde_json::from_slice(&std::fs::read(config.join("credentials.json")).unwrap()).unwrap();

@@ -38,6 +38,12 @@ impl Resp {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
+    /// The id at the end of the `Location` of a 201.
+    #[track_caller]
+    pub(crate) fn created_id(&self) -> String {
+        let at = self.header("location").expect("a Location header");
+        at.rsplit('/').next().unwrap_or_default().to_owned()
+    }
     /// Asserts the status, showing the body when it differs.
     #[track_caller]
     pub(crate) fn expect(self, status: u16) -> Self {
@@ -447,12 +453,7 @@ impl TestApp {
         let r = self
             .post("/api/management/v1/deployments/deployments", body)
             .expect(201);
-        r.header("location")
-            .unwrap()
-            .rsplit('/')
-            .next()
-            .unwrap()
-            .to_owned()
+        r.created_id()
     }
 
     pub(crate) fn data_dir(&self) -> PathBuf {

@@ -10,6 +10,7 @@ mod database;
 mod delta;
 mod demo;
 mod deployments;
+mod dynamic;
 mod hostile;
 mod hostile_server;
 mod management;

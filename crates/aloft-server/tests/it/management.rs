@@ -104,13 +104,7 @@ fn mender_cli_login_tokens_and_artifacts() {
         )
         .expect(201);
     assert!(r.body.is_empty());
-    let id = r
-        .header("location")
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    let id = r.created_id();
     // A second upload of the same name and device type conflicts, in words the upload action knows.
     let r = app.upload(&art, &[]).expect(409);
     assert!(

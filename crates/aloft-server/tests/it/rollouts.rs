@@ -12,7 +12,7 @@ use crate::common::{SimDevice, TestApp, mender_single_file, wait_for};
 use crate::daemon::{SimDaemon, accept, bin, device_log, inventory, rootfs_artifact};
 use crate::mender_client::start_mender_with;
 
-fn deployment(app: &TestApp, id: &str) -> Value {
+pub(crate) fn deployment(app: &TestApp, id: &str) -> Value {
     app.get(&format!("/api/management/v1/deployments/deployments/{id}"))
         .expect(200)
         .json()
@@ -23,7 +23,7 @@ fn create(app: &TestApp, body: &Value) -> String {
 }
 
 /// Each device's status in a deployment.
-fn statuses(app: &TestApp, id: &str) -> std::collections::BTreeMap<String, String> {
+pub(crate) fn statuses(app: &TestApp, id: &str) -> std::collections::BTreeMap<String, String> {
     app.get(&format!(
         "/api/management/v1/deployments/deployments/{id}/devices"
     ))
@@ -74,7 +74,7 @@ fn break_slot_b(dev: &SimDaemon) {
 }
 
 /// A device's row in a deployment's device list.
-fn device_row(app: &TestApp, deployment: &str, device: &str) -> Value {
+pub(crate) fn device_row(app: &TestApp, deployment: &str, device: &str) -> Value {
     app.get(&format!(
         "/api/management/v1/deployments/deployments/{deployment}/devices"
     ))
@@ -449,14 +449,14 @@ fn bad_rollouts_get_clear_4xx_and_create_nothing() {
 }
 
 /// A device of the plan test: its protocol client and what it provides.
-struct Planned {
-    dev: SimDevice,
-    id: String,
+pub(crate) struct Planned {
+    pub(crate) dev: SimDevice,
+    pub(crate) id: String,
     provides: Value,
 }
 
 impl Planned {
-    fn new(app: &TestApp, n: u8, device_type: &str, extra: &[(&str, &str)]) -> Self {
+    pub(crate) fn new(app: &TestApp, n: u8, device_type: &str, extra: &[(&str, &str)]) -> Self {
         let mut dev = SimDevice::new(&format!("02:00:00:00:0f:{n:02x}"));
         dev.device_type = device_type.into();
         let id = dev.admit(app);
@@ -470,7 +470,7 @@ impl Planned {
     }
 
     /// Reports these provides (with `device_type`) as inventory.
-    fn set(&mut self, app: &TestApp, provides: &[(&str, &str)]) {
+    pub(crate) fn set(&mut self, app: &TestApp, provides: &[(&str, &str)]) {
         let mut attrs = vec![("device_type", self.dev.device_type.as_str())];
         attrs.extend_from_slice(provides);
         self.dev.inventory(app, &attrs).expect(200);
@@ -482,7 +482,7 @@ impl Planned {
     }
 
     /// Polls with its provides: the artifact id it is handed, if any.
-    fn next(&self, app: &TestApp) -> Option<String> {
+    pub(crate) fn next(&self, app: &TestApp) -> Option<String> {
         let r = self.dev.call(
             app,
             "POST",
@@ -497,7 +497,7 @@ impl Planned {
     }
 }
 
-fn artifact_with(
+pub(crate) fn artifact_with(
     work: &std::path::Path,
     name: &str,
     device_type: &str,

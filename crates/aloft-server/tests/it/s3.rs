@@ -188,13 +188,7 @@ fn s3_down_answers_503_keeps_nothing_and_recovers() {
         assert!(r.status == 201 || r.status == 503, "{}", r.text());
         (r.status == 201).then_some(r)
     });
-    let id = r
-        .header("location")
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    let id = r.created_id();
     let (status, body) = get(&app, &link(&app, &id), None);
     assert_eq!(status, 200);
     assert!(body == std::fs::read(&file).unwrap());

@@ -191,6 +191,8 @@ pub(crate) fn deployment(id: &str, artifact_name: &str) -> DeploymentRow {
         rollout: None,
         rollout_state: None,
         retries: 0,
+        filter: None,
+        max_devices: None,
     }
 }
 

@@ -1,6 +1,9 @@
 //! Deployments and status reports.
 
-use aloft_server::store::{DeploymentQuery, StatusOutcome, Store as _, StoreError};
+use aloft_server::store::{
+    DeploymentQuery, DeploymentRow, InventoryQuery, SavedFilterRow, StatusOutcome, Store as _,
+    StoreError,
+};
 
 use serde_json::json;
 
@@ -496,4 +499,117 @@ pub(crate) async fn switches_engage_and_release(db: Db) {
     );
     db.set_switch("halt", None, 3).await.unwrap();
     assert_eq!(db.switch("halt").await.unwrap(), None);
+}
+
+pub(crate) async fn saved_filter_names_are_unique(db: Db) {
+    let f = |id: &str, name: &str| SavedFilterRow {
+        id: id.into(),
+        name: name.into(),
+        terms: r#"[{"scope":"inventory","attribute":"site","type":"$eq","value":"oslo"}]"#.into(),
+        created: 1,
+    };
+    db.insert_saved_filter(&f("f1", "oslo")).await.unwrap();
+    db.insert_saved_filter(&f("f2", "bergen")).await.unwrap();
+    let again = db.insert_saved_filter(&f("f3", "oslo")).await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    let names: Vec<String> = db
+        .saved_filters()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
+    assert_eq!(names, ["bergen", "oslo"]);
+    assert_eq!(db.saved_filter("f1").await.unwrap(), Some(f("f1", "oslo")));
+    assert!(db.delete_saved_filter("f1").await.unwrap());
+    assert!(!db.delete_saved_filter("f1").await.unwrap());
+    assert_eq!(db.saved_filter("f1").await.unwrap(), None);
+}
+
+pub(crate) async fn devices_join_a_dynamic_deployment_up_to_its_cap(db: Db) {
+    db.insert_artifact(&artifact("a1", "rel", &["pi"], None))
+        .await
+        .unwrap();
+    let (first, second, third) = (
+        accepted(&db, "a").await,
+        accepted(&db, "b").await,
+        accepted(&db, "c").await,
+    );
+    let dynamic = DeploymentRow {
+        filter: Some(r#"{"id":"f1","name":"all","terms":[]}"#.into()),
+        max_devices: Some(2),
+        ..deployment("d1", "rel")
+    };
+    db.create_deployment(&dynamic, std::slice::from_ref(&first), &[], "fp")
+        .await
+        .unwrap();
+    assert_eq!(db.active_dynamic().await.unwrap().len(), 1);
+    // Devices already in it are skipped; the cap stops the rest, in the order given.
+    let joined = db
+        .join_deployment(
+            "d1",
+            &[(first.clone(), 0), (second.clone(), 1), (third.clone(), 1)],
+            60,
+        )
+        .await
+        .unwrap();
+    assert_eq!(joined, std::slice::from_ref(&second));
+    let (dds, total) = db.device_deployments("d1", None, 0, 0).await.unwrap();
+    assert_eq!(total, 2);
+    let joined_row = dds.iter().find(|d| d.device_id == second).unwrap();
+    assert_eq!(
+        (joined_row.status.as_str(), joined_row.phase),
+        ("pending", 1)
+    );
+    // The search for devices still outside it finds only the third.
+    let outside = InventoryQuery {
+        not_in_deployment: Some("d1".into()),
+        ..InventoryQuery::default()
+    };
+    assert_eq!(
+        db.search_inventory(&outside).await.unwrap().0,
+        std::slice::from_ref(&third)
+    );
+    // Both members finish: with the cap reached, so does the deployment.
+    for dev in [&first, &second] {
+        let open = db.open_device_deployments(dev).await.unwrap();
+        db.assign(&open[0].id, Some("a1"), None, 61).await.unwrap();
+        db.report_status("d1", dev, "success", None, 62)
+            .await
+            .unwrap();
+    }
+    let d = db.deployment("d1").await.unwrap().unwrap();
+    assert_eq!((d.status.as_str(), d.finished), ("finished", Some(62)));
+    assert!(db.active_dynamic().await.unwrap().is_empty());
+    assert!(
+        db.join_deployment("d1", &[(third.clone(), 0)], 63)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a finished deployment takes no one"
+    );
+
+    // Without a cap, a dynamic deployment whose devices all ended waits for more.
+    let open = DeploymentRow {
+        filter: Some(r#"{"id":"f1","name":"all","terms":[]}"#.into()),
+        ..deployment("d2", "rel")
+    };
+    db.create_deployment(&open, std::slice::from_ref(&first), &[], "fp2")
+        .await
+        .unwrap();
+    let dd = db.open_device_deployments(&first).await.unwrap();
+    db.assign(&dd[0].id, Some("a1"), None, 70).await.unwrap();
+    db.report_status("d2", &first, "success", None, 71)
+        .await
+        .unwrap();
+    assert_eq!(
+        db.deployment("d2").await.unwrap().unwrap().status,
+        "inprogress"
+    );
+    assert_eq!(
+        db.join_deployment("d2", &[(third.clone(), 0)], 72)
+            .await
+            .unwrap(),
+        [third]
+    );
 }

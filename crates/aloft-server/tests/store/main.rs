@@ -164,6 +164,8 @@ conformance!(
     deployments::list_statistics_load_in_one_batch,
     deployments::rollout_states_change_by_compare_and_set,
     deployments::switches_engage_and_release,
+    deployments::saved_filter_names_are_unique,
+    deployments::devices_join_a_dynamic_deployment_up_to_its_cap,
     cluster::exactly_one_replica_claims_a_job,
     cluster::the_feed_carries_revocations_and_events,
     cluster::replicas_agree_on_keys_unless_the_old_ones_went_stale,

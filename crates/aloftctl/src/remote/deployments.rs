@@ -19,14 +19,15 @@ pub(crate) fn deployments(args: &ServerArgs, command: DeploymentsCommand) -> Res
     let r = Remote::open(args)?;
     match command {
         DeploymentsCommand::Create { spec, expect_plan } => {
-            let (mut body, group) = deployment_body(&r, &spec)?;
+            let (mut body, target) = deployment_body(&r, &spec)?;
             if let Some(digest) = expect_plan {
                 body["expect_plan"] = json!(digest);
             }
-            let path = group.map_or_else(
-                || "/v1/deployments/deployments".to_owned(),
-                |g| format!("/v1/deployments/deployments/group/{g}"),
-            );
+            let path = match target {
+                Target::Listed => "/v1/deployments/deployments".to_owned(),
+                Target::Group(g) => format!("/v1/deployments/deployments/group/{g}"),
+                Target::Dynamic => "/v2/deployments/deployments".to_owned(),
+            };
             let (_, _, location) = r.call("POST", &path, Some(&body))?;
             let id = location
                 .as_deref()
@@ -39,15 +40,19 @@ pub(crate) fn deployments(args: &ServerArgs, command: DeploymentsCommand) -> Res
             )
         }
         DeploymentsCommand::Plan { spec } => {
-            let (mut body, group) = deployment_body(&r, &spec)?;
-            if let Some(g) = group {
-                // The plan takes device ids: the group's, as the group endpoint would.
-                let ids: Value =
-                    r.get_as(&format!("/v1/inventory/groups/{g}/devices?per_page=500"))?;
-                body["devices"] = ids;
-            }
-            let plan: DeploymentPlan =
-                r.call_as("POST", "/v1/deployments/deployments/plan", &body)?;
+            let (mut body, target) = deployment_body(&r, &spec)?;
+            let path = match target {
+                Target::Dynamic => "/v2/deployments/deployments/plan",
+                Target::Group(g) => {
+                    // The plan takes device ids: the group's, as the group endpoint would.
+                    let ids: Value =
+                        r.get_as(&format!("/v1/inventory/groups/{g}/devices?per_page=500"))?;
+                    body["devices"] = ids;
+                    "/v1/deployments/deployments/plan"
+                }
+                Target::Listed => "/v1/deployments/deployments/plan",
+            };
+            let plan: DeploymentPlan = r.call_as("POST", path, &body)?;
             r.print(&plan, || plan_rows(&plan))
         }
         DeploymentsCommand::List => {
@@ -133,8 +138,18 @@ pub(crate) fn deployments(args: &ServerArgs, command: DeploymentsCommand) -> Res
     }
 }
 
-/// The create body of `spec` (its plan file merged in), and its group when it names one.
-fn deployment_body(r: &Remote, spec: &DeploymentSpec) -> Result<(Value, Option<String>)> {
+/// Where a deployment's devices come from.
+enum Target {
+    /// Listed, or all.
+    Listed,
+    /// A static group.
+    Group(String),
+    /// A dynamic group (`filter_id` in the body).
+    Dynamic,
+}
+
+/// The create body of `spec` (its plan file merged in), and where its devices come from.
+fn deployment_body(r: &Remote, spec: &DeploymentSpec) -> Result<(Value, Target)> {
     let name = spec.name.clone().unwrap_or_else(|| spec.artifact.clone());
     let mut body = json!({"name": name, "artifact_name": spec.artifact});
     if let Some(n) = spec.retries {
@@ -156,12 +171,19 @@ fn deployment_body(r: &Remote, spec: &DeploymentSpec) -> Result<(Value, Option<S
         }
     }
     if let Some(g) = &spec.group {
-        return Ok((body, Some(g.clone())));
+        return Ok((body, Target::Group(g.clone())));
+    }
+    if let Some(name) = &spec.dynamic {
+        body["filter_id"] = json!(super::groups::dynamic_id(r, name)?);
+        if let Some(n) = spec.max_devices {
+            body["max_devices"] = json!(n);
+        }
+        return Ok((body, Target::Dynamic));
     }
     if spec.all {
         body["all_devices"] = json!(true);
     } else if spec.device.is_empty() {
-        bail!("say which devices: --all, --group NAME or --device ID");
+        bail!("say which devices: --all, --group NAME, --dynamic NAME or --device ID");
     } else {
         let ids = spec
             .device
@@ -170,7 +192,7 @@ fn deployment_body(r: &Remote, spec: &DeploymentSpec) -> Result<(Value, Option<S
             .collect::<Result<Vec<_>>>()?;
         body["devices"] = json!(ids);
     }
-    Ok((body, None))
+    Ok((body, Target::Listed))
 }
 
 /// A plan as a table: one row per phase, then each skipped device with why, then totals.
