@@ -201,7 +201,8 @@ async function devicesPage(params) {
           h("td", { class: "group" }, groupOf(d.id)),
           h("td", {}, attr(d.id, "artifact_name")),
           h("td", {}, when(d.updated_ts)),
-          h("td", {}, actions(d))))))));
+          h("td", {}, actions(d))))))),
+    status === "accepted" ? await dynamicGroups() : "");
   onEvent((e) => { if (e.type === "device" && location.hash.startsWith("#/devices")) devicesPage(params); });
 }
 
@@ -252,6 +253,46 @@ async function groupEditor(id, group) {
   return h("form", { class: "row", onsubmit: save }, input,
     h("datalist", { id: "group-names" }, names.map((n) => h("option", { value: n }))),
     h("button", { type: "submit", id: "group-save" }, "Set"), err);
+}
+
+// Dynamic groups (saved inventory filters): each with its terms and how many devices match
+// now; one is defined here by a single term (more terms through the API or aloftctl).
+const OPS = [["$eq", "="], ["$ne", "≠"], ["$gt", ">"], ["$gte", "≥"], ["$lt", "<"], ["$lte", "≤"]];
+function termText(t) {
+  const op = (OPS.find(([o]) => o === t.type) || [t.type, t.type])[1];
+  return `${t.scope}/${t.attribute} ${op} ${typeof t.value === "string" ? t.value : JSON.stringify(t.value)}`;
+}
+async function dynamicGroups() {
+  const card = h("div", { class: "card", id: "dynamic-groups" });
+  async function draw() {
+    const list = await get("/v2/inventory/filters");
+    const counts = await Promise.all(list.map(async (f) => (await api("GET", `/v2/inventory/filters/${f.id}/search?per_page=1`, undefined, true)).headers.get("x-total-count")));
+    const name = h("input", { id: "dyn-name", placeholder: "name", "aria-label": "Dynamic group name" });
+    const attr = h("input", { id: "dyn-attribute", placeholder: "attribute, e.g. site or tags/ring", "aria-label": "Attribute" });
+    const op = h("select", { id: "dyn-op", "aria-label": "Operator" }, OPS.map(([o, t]) => h("option", { value: o }, t)));
+    const value = h("input", { id: "dyn-value", placeholder: "value", "aria-label": "Value" });
+    const err = h("span", { class: "error", role: "alert" });
+    const define = async (e) => {
+      e.preventDefault();
+      err.textContent = "";
+      const [scope, attribute] = attr.value.includes("/") ? attr.value.split("/", 2) : ["inventory", attr.value];
+      const v = value.value.trim() !== "" && !Number.isNaN(Number(value.value)) ? Number(value.value) : value.value;
+      try {
+        await api("POST", "/v2/inventory/filters", { name: name.value.trim(), terms: [{ scope, attribute: attribute.trim(), type: op.value, value: v }] });
+        toast(`Dynamic group ${name.value.trim()} defined.`);
+        draw();
+      } catch (x) { err.textContent = x.message; }
+    };
+    card.replaceChildren(h("h2", {}, "Dynamic groups"),
+      h("p", { class: "muted" }, "A deployment to a dynamic group also reaches the devices that match it later, while it runs."),
+      list.length === 0 ? empty("No dynamic group.") : h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Group"), h("th", {}, "Terms"), h("th", {}, "Devices"), h("th", {}, ""))),
+        h("tbody", {}, list.map((f, i) => h("tr", { "data-filter": f.name },
+          h("td", {}, f.name), h("td", {}, f.terms.map(termText).join(" and ")), h("td", { class: "count" }, counts[i] || "0"),
+          h("td", {}, h("button", { class: "danger", onclick: async () => { try { await api("DELETE", `/v2/inventory/filters/${f.id}`); toast(`Dynamic group ${f.name} deleted.`); draw(); } catch (x) { toast(x.message); } } }, "Delete")))))),
+      h("form", { class: "row", id: "dyn-form", onsubmit: define }, name, attr, op, value, h("button", { type: "submit", id: "dyn-define" }, "Define"), err));
+  }
+  await draw();
+  return card;
 }
 
 // ---- Artifacts ----
@@ -381,13 +422,15 @@ function rolloutView(d) {
 async function deploymentsPage() {
   loading();
   const seq = state.seq;
-  const [list, artifacts, accepted, groups] = await Promise.all([get("/v1/deployments/deployments?per_page=100"), get("/v1/deployments/artifacts"),
-    get("/v2/devauth/devices?status=accepted&per_page=500"), get("/v1/inventory/groups")]);
+  const [list, artifacts, accepted, groups, dynamic] = await Promise.all([get("/v1/deployments/deployments?per_page=100"), get("/v1/deployments/artifacts"),
+    get("/v2/devauth/devices?status=accepted&per_page=500"), get("/v1/inventory/groups"), get("/v2/inventory/filters")]);
   const names = [...new Set(artifacts.map((a) => a.name))];
   const name = h("input", { id: "deployment-name", required: true, value: "" });
   const artifact = h("select", { id: "deployment-artifact" }, names.map((n) => h("option", { value: n }, n)));
   const target = h("select", { id: "deployment-target" }, h("option", { value: "all" }, "All accepted devices"),
-    groups.map((g) => h("option", { value: `group:${g}` }, `Group ${g}`)), h("option", { value: "pick" }, "Chosen devices"));
+    groups.map((g) => h("option", { value: `group:${g}` }, `Group ${g}`)),
+    dynamic.map((f) => h("option", { value: `dyn:${f.id}` }, `Dynamic group ${f.name} (and devices that match later)`)), h("option", { value: "pick" }, "Chosen devices"));
+  const isDynamic = () => target.value.startsWith("dyn:");
   const picks = h("div", { hidden: true, class: "card" }, accepted.length === 0 ? empty("No accepted device.") :
     accepted.map((d) => h("label", { class: "row" }, h("input", { type: "checkbox", value: d.id, "data-pick": d.id, onchange: () => summary() }),
       `${d.id.slice(0, 8)} ${Object.values(d.identity_data || {}).join(" ")}`)));
@@ -418,6 +461,7 @@ async function deploymentsPage() {
       if (success.value !== "" && advance.value === "auto") b.rollout.success_threshold = Number(success.value);
     }
     if (target.value === "all") b.all_devices = true;
+    else if (isDynamic()) b.filter_id = target.value.slice(4);
     else if (target.value === "pick") { b.devices = chosen(); if (!b.devices.length) throw new ApiError("Choose at least one device."); }
     return b;
   }
@@ -426,7 +470,7 @@ async function deploymentsPage() {
     try {
       const b = body();
       if (target.value.startsWith("group:")) { b.devices = (await get(`/v1/inventory/groups/${encodeURIComponent(target.value.slice(6))}/devices?per_page=500`)); }
-      const plan = await api("POST", "/v1/deployments/deployments/plan", b);
+      const plan = await api("POST", isDynamic() ? "/v2/deployments/deployments/plan" : "/v1/deployments/deployments/plan", b);
       planned = target.value.startsWith("group:") ? null : plan.digest;
       planBox.replaceChildren(planView(plan));
     } catch (x) { err.textContent = x.message; }
@@ -438,6 +482,7 @@ async function deploymentsPage() {
     let n = accepted.length;
     if (target.value === "pick") n = chosen().length;
     else if (target.value.startsWith("group:")) n = (await get(`/v1/inventory/groups/${encodeURIComponent(target.value.slice(6))}/devices?per_page=500`)).length;
+    else if (isDynamic()) n = Number((await api("GET", `/v2/inventory/filters/${target.value.slice(4)}/search?per_page=1`, undefined, true)).headers.get("x-total-count"));
     matching.textContent = `${n} device${n === 1 ? "" : "s"} will get ${artifact.value || "the artifact"} (if compatible).`;
   }
   target.onchange = summary; artifact.onchange = summary;
@@ -448,7 +493,7 @@ async function deploymentsPage() {
       const b = body();
       if (planned) b.expect_plan = planned;
       if (target.value.startsWith("group:")) await api("POST", `/v1/deployments/deployments/group/${encodeURIComponent(target.value.slice(6))}`, b);
-      else await api("POST", "/v1/deployments/deployments", b);
+      else await api("POST", isDynamic() ? "/v2/deployments/deployments" : "/v1/deployments/deployments", b);
       toast("Deployment created.");
       deploymentsPage();
     } catch (x) { err.textContent = x.message; }
@@ -527,7 +572,9 @@ async function deploymentPage(id) {
   drawRollout();
   render(seq, h("h1", {}, `Deployment ${d.name}`),
     h("div", { class: "card" }, h("dl", {}, h("dt", {}, "Artifact"), h("dd", {}, d.artifact_name), h("dt", {}, "Status"), h("dd", {}, status),
-      h("dt", {}, "Devices"), h("dd", {}, d.max_devices || devices.length), h("dt", {}, "Created"), h("dd", {}, when(d.created)),
+      h("dt", {}, "Devices"), h("dd", {}, d.filter ? `${devices.length}${d.max_devices ? ` of at most ${d.max_devices}` : ""}` : d.max_devices || devices.length),
+      d.filter ? [h("dt", {}, "Dynamic group"), h("dd", { id: "deployment-filter" }, `${d.filter.name}: ${d.filter.terms.map(termText).join(" and ")}; devices that match later join`)] : "",
+      h("dt", {}, "Created"), h("dd", {}, when(d.created)),
       d.retries ? [h("dt", {}, "Retries"), h("dd", {}, `a failed device starts over up to ${d.retries}×`)] : ""),
       d.status !== "finished" ? h("p", {}, h("button", { class: "danger", id: "abort", onclick: async () => {
         if (!confirm("Abort this deployment? Devices that did not finish roll back.")) return;

@@ -498,8 +498,48 @@ fn web_ui_plans_a_phased_rollout_advances_it_shows_its_automatic_pause_and_resum
     let base = app.base();
     log_in(&b, &base);
 
-    // Plan first: one canary, one more, then the rest; advanced by hand, paused on any failure.
+    // A dynamic group defined on the devices page (a bad name refused with the server's
+    // reason) lists the devices it matches, and is offered as a deployment target, planned
+    // like any other (not created: the phased rollout below takes these devices).
+    wait_for(60, "every device's inventory", || {
+        let r = app.post(
+            "/api/management/v2/inventory/filters/search",
+            &json!({"filters": [{"scope": "inventory", "attribute": "device_type", "type": "$eq", "value": "sim-board"}]}),
+        );
+        (r.header("x-total-count") == Some("4")).then_some(())
+    });
+    b.go(&format!("{base}/ui/#/devices"));
+    b.type_into("#dyn-name", "no spaces");
+    b.type_into("#dyn-attribute", "device_type");
+    b.type_into("#dyn-value", "sim-board");
+    b.click("#dyn-define");
+    b.wait_text("#dyn-form .error", "name must have", 10);
+    assert_eq!(b.console_errors().len(), 1, "the refused definition");
+    b.js("document.querySelector('#dyn-name').value = ''; return 0;");
+    b.type_into("#dyn-name", "boards");
+    b.click("#dyn-define");
+    b.wait_text(
+        "#dynamic-groups tr[data-filter=\"boards\"] td.count",
+        "4",
+        10,
+    );
+    b.screenshot("10a-dynamic-groups");
+    // Its toast would take the clicks below while it shows.
+    wait_for(10, "the toast to go", || {
+        (b.js("return document.getElementById('toast').children.length;") == json!(0)).then_some(())
+    });
     b.go(&format!("{base}/ui/#/deployments"));
+    b.wait_text("#deployment-summary", "4 devices", 10);
+    let chosen = b.js("const t = document.querySelector('#deployment-target'); const o = [...t.options].find(o => o.value.startsWith('dyn:')); t.value = o.value; t.dispatchEvent(new Event('change')); return o.textContent;");
+    assert!(
+        chosen.as_str().unwrap().contains("Dynamic group boards"),
+        "{chosen}"
+    );
+    b.click("#deployment-plan");
+    b.wait_text("#plan-totals", "4 devices: 4 would update", 10);
+    b.js("const t = document.querySelector('#deployment-target'); t.value = 'all'; t.dispatchEvent(new Event('change')); return 0;");
+
+    // Plan first: one canary, one more, then the rest; advanced by hand, paused on any failure.
     b.wait_text("#deployment-summary", "4 devices", 10);
     b.type_into("#deployment-name", "phased in the browser");
     b.type_into("#deployment-phases", "1, 1, rest");
