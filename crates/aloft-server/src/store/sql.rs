@@ -480,26 +480,12 @@ async fn refresh_deployment(
     .fetch_one(&mut **tx)
     .await
     .map_err(db)?;
-    let dep = sqlx::query("SELECT filter_json, max_devices FROM deployments WHERE id = $1")
+    let members = sqlx::query("SELECT * FROM deployments WHERE id = $1")
         .bind(deployment_id)
         .fetch_optional(&mut **tx)
         .await
-        .map_err(db)?;
-    let members = match dep {
-        Some(d)
-            if d.try_get::<Option<String>, _>("filter_json")
-                .map_err(db)?
-                .is_some() =>
-        {
-            rules::Members::Open {
-                max: d
-                    .try_get::<Option<i64>, _>("max_devices")
-                    .map_err(db)?
-                    .map(count),
-            }
-        }
-        _ => rules::Members::Fixed,
-    };
+        .map_err(db)?
+        .map_or(rules::Members::Fixed, |r| deployment_from_row(&r).members());
     let tally = rules::Tally {
         total: count(row.try_get("total").map_err(db)?),
         done: count(row.try_get("done").map_err(db)?),
