@@ -42,6 +42,11 @@ pub struct NextRequestV2 {
     /// Whether the device understands update control maps.
     #[serde(default)]
     pub update_control_map: bool,
+    /// An aloft extension: the device downloads a deployment whose instructions say it may not
+    /// install yet ([`InstallControl`]) and waits; without it the server hands such a
+    /// deployment out only once it may install.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub aloft_install_control: bool,
 }
 
 /// The 200 answer of `next`: what to install.
@@ -52,6 +57,25 @@ pub struct DeploymentInstructions {
     pub id: String,
     /// The artifact to fetch.
     pub artifact: InstructionArtifact,
+    /// An aloft extension, only for devices that asked with `aloft_install_control`: when and
+    /// how to install.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aloft: Option<InstallControl>,
+}
+
+/// When and how a device installs a deployment it was handed (an aloft extension).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct InstallControl {
+    /// `forced`, `soft` (ask the consent hook before the install and the reboot) or
+    /// `download-only`.
+    pub install: crate::management::InstallPolicy,
+    /// Why the device must not install yet (download, verify and ask again); none: go on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<String>,
+    /// RFC 3339: when the hold ends by itself (the window opens), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
 }
 
 /// The artifact part of [`DeploymentInstructions`].

@@ -537,6 +537,54 @@ pub struct RolloutOptions {
     /// The health gate: pause when the updated devices are unhealthier than the rest.
     #[serde(default)]
     pub health: Option<HealthGate>,
+    /// When devices may install: outside the window they may download, not install.
+    #[serde(default)]
+    pub window: Option<MaintenanceWindow>,
+    /// How devices install: at once, after the device's consent, or when released.
+    #[serde(default)]
+    pub install: InstallPolicy,
+}
+
+/// A recurring maintenance window: it opens at each time the cron expression names, in its
+/// time zone, and stays open for its duration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceWindow {
+    /// Five fields (minute, hour, day of month, month, day of week), e.g. `0 22 * * MON-FRI`.
+    pub cron: String,
+    /// How long each opening lasts, from 60 seconds to 7 days.
+    pub duration_seconds: u64,
+    /// An IANA time zone such as `Europe/Oslo` (default `UTC`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+}
+
+/// How a rollout's devices install what they downloaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum InstallPolicy {
+    /// As soon as it may (inside the window, when there is one).
+    #[default]
+    Forced,
+    /// The aloft daemon asks its consent hook before the install and before the reboot, which
+    /// may answer "later"; stock Mender clients install as under `forced`.
+    Soft,
+    /// Download and verify now; install once an operator releases the rollout (or, with a
+    /// window, once the window opens).
+    DownloadOnly,
+}
+
+impl InstallPolicy {
+    /// The name in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Forced => "forced",
+            Self::Soft => "soft",
+            Self::DownloadOnly => "download-only",
+        }
+    }
 }
 
 /// A rollout's health gate: the devices it updated (`success`) compared with its devices not
@@ -590,6 +638,13 @@ pub struct RolloutInfo {
     /// RFC 3339: when the open phase met its success threshold.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold_met: Option<String>,
+    /// Why devices that downloaded do not install now (the window is closed, the release is
+    /// awaited); none: they install.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub install_held: Option<String>,
+    /// RFC 3339: when an operator released the installs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub released: Option<String>,
     /// Its options.
     pub options: RolloutOptions,
 }
@@ -684,6 +739,25 @@ pub struct Halt {
     /// Why (shown with every held deployment).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// `PUT /api/management/v1/test/clock` body: move a test server's rollout clock forward.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ClockMove {
+    /// Seconds to move forward (at most 400 days at once).
+    pub forward_seconds: u64,
+}
+
+/// The answer of a clock move.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClockNow {
+    /// RFC 3339: the rollout clock now.
+    pub now: String,
+    /// Seconds it is ahead of the real time.
+    pub ahead_seconds: i64,
 }
 
 /// `POST /deployments/{id}/pause` body (optional).

@@ -486,6 +486,7 @@ pub fn resolve(
         max_artifact_bytes: l.max_artifact_bytes.unwrap_or(d.max_artifact_bytes),
         max_json_bytes: l.max_json_bytes.unwrap_or(d.max_json_bytes),
         delta_sources: file.deltas.sources.unwrap_or(d.delta_sources),
+        movable_clock: false,
     };
     // S3 takes at most 10,000 parts per upload, and uploads go in parts of this size.
     let s3_max = 10_000 * crate::blobs::PART_BYTES as u64;

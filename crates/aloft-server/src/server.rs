@@ -194,11 +194,21 @@ pub async fn start_config_limited(
     let replicated = store.dialect() == crate::store::dialect::Dialect::Postgres;
     let store: Arc<dyn Store> = Arc::new(store);
     let caches: Arc<crate::cache::Caches> = Arc::default();
+    let clock = Arc::new(if cfg.settings.movable_clock {
+        tracing::warn!("the rollout clock is movable (a test server)");
+        crate::time::Clock::movable()
+    } else {
+        crate::time::Clock::default()
+    });
+    let shared = crate::service::Shared {
+        caches: caches.clone(),
+        events: events.clone(),
+        clock: clock.clone(),
+    };
     let stop = tokio_util::sync::CancellationToken::new();
     let background = start_background(
         &store,
-        &caches,
-        &events,
+        &shared,
         &keys,
         (&blobs, cfg.cleanup),
         replicated.then(|| cfg.database_url.clone()),
@@ -219,6 +229,7 @@ pub async fn start_config_limited(
         events: events.clone(),
         throttles: Arc::default(),
         tickets: Arc::default(),
+        clock,
     };
     let app = crate::http::app(state);
     let handle = axum_server::Handle::new();
@@ -293,8 +304,7 @@ fn write_check_ins(
 /// replicas: `shared_url`) also the keys check, the feed follower and event forwarding.
 async fn start_background(
     store: &Arc<dyn Store>,
-    caches: &Arc<crate::cache::Caches>,
-    events: &crate::events::Events,
+    shared: &crate::service::Shared,
     keys: &Keys,
     (blobs, cleanup): (&Blobs, crate::config::Cleanup),
     shared_url: Option<String>,
@@ -333,42 +343,32 @@ async fn start_background(
         ),
     ];
     // Rollouts: start times and soaks end by the clock (reports evaluate them at once).
-    let (rollout_caches, rollout_events) = (caches.clone(), events.clone());
     tasks.push(cluster::every(
         store.clone(),
         "rollouts",
         me.clone(),
         crate::service::rollouts::TICK,
         stop.clone(),
-        move |store| {
-            let (caches, events) = (rollout_caches.clone(), rollout_events.clone());
-            async move {
-                let ctx = crate::service::Ctx {
-                    store: &*store,
-                    caches: &caches,
-                    events: &events,
-                };
-                Ok(crate::service::rollouts::tick(ctx).await?)
+        {
+            let shared = shared.clone();
+            move |store| {
+                let shared = shared.clone();
+                async move { Ok(crate::service::rollouts::tick(shared.ctx(&*store)).await?) }
             }
         },
     ));
     // Dynamic deployments: devices join at once after a change; the sweep bounds a miss.
-    let (sweep_caches, sweep_events) = (caches.clone(), events.clone());
     tasks.push(cluster::every(
         store.clone(),
         "dynamic-sweep",
         me.clone(),
         crate::service::dynamic::SWEEP,
         stop.clone(),
-        move |store| {
-            let (caches, events) = (sweep_caches.clone(), sweep_events.clone());
-            async move {
-                let ctx = crate::service::Ctx {
-                    store: &*store,
-                    caches: &caches,
-                    events: &events,
-                };
-                Ok(crate::service::dynamic::sweep(ctx).await?)
+        {
+            let shared = shared.clone();
+            move |store| {
+                let shared = shared.clone();
+                async move { Ok(crate::service::dynamic::sweep(shared.ctx(&*store)).await?) }
             }
         },
     ));
@@ -391,12 +391,12 @@ async fn start_background(
     }));
     tasks.push(cluster::follow(
         store.clone(),
-        caches.clone(),
-        events.clone(),
+        shared.caches.clone(),
+        shared.events.clone(),
         me.clone(),
         Some(url),
         stop.clone(),
     ));
-    tasks.push(cluster::forward_events(store.clone(), events, me));
+    tasks.push(cluster::forward_events(store.clone(), &shared.events, me));
     Ok(tasks)
 }

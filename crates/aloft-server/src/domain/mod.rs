@@ -8,3 +8,4 @@ pub mod filters;
 pub mod health;
 pub mod rollouts;
 pub mod tokens;
+pub mod windows;

@@ -7,10 +7,13 @@
 //! met when `successes × 100 ≥ threshold × applicable`; its failure threshold is crossed when
 //! `failures × 100 > threshold × applicable` (strictly), over every open phase.
 
-use aloft_api::management::{AdvanceMode, FailureAction, NewPhase, PhaseOrder, RolloutOptions};
+use aloft_api::management::{
+    AdvanceMode, FailureAction, InstallPolicy, NewPhase, PhaseOrder, RolloutOptions,
+};
 use aloft_api::status::Counts;
 
 use crate::domain::health::{Cohort, compare};
+use crate::domain::windows::{Openness, Window};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -68,6 +71,9 @@ pub struct State {
     /// only when there are more.
     #[serde(default)]
     pub acknowledged_unhealthy: u64,
+    /// UNIX µs: when an operator released the installs (whatever the window or the policy).
+    #[serde(default)]
+    pub released: Option<i64>,
 }
 
 impl State {
@@ -80,25 +86,27 @@ impl State {
             paused: None,
             acknowledged_failures: 0,
             acknowledged_unhealthy: 0,
+            released: None,
         }
     }
 }
 
 impl Plan {
     /// Parses and checks a new deployment's `phases` and `rollout`; `None` for a plain
-    /// deployment (no phases, or one phase without a start time, and no options).
+    /// deployment (no phases, or one phase without a start time, and no options). Options
+    /// without phases make a rollout of one phase (a window or an install policy on a plain
+    /// deployment).
     pub fn parse(
         phases: Option<&[NewPhase]>,
         options: Option<&RolloutOptions>,
         parse_ts: impl Fn(&str) -> Option<i64>,
     ) -> Result<Option<Self>, String> {
-        let phases = phases.unwrap_or_default();
-        if phases.is_empty() {
-            return match options {
-                None => Ok(None),
-                Some(_) => Err("rollout options need phases".into()),
-            };
-        }
+        let one = [NewPhase::default()];
+        let phases = match phases.unwrap_or_default() {
+            [] if options.is_none() => return Ok(None),
+            [] => &one[..],
+            p => p,
+        };
         if phases.len() > MAX_PHASES {
             return Err(format!("at most {MAX_PHASES} phases"));
         }
@@ -220,6 +228,9 @@ fn check_options(o: &RolloutOptions, phases: &[PhasePlan]) -> Result<(), String>
         (_, Some(0)) => return Err("rate_doubling must be at least 1".into()),
         (None, Some(_)) => return Err("rate_doubling goes with max_per_minute".into()),
         _ => {}
+    }
+    if let Some(w) = &o.window {
+        Window::parse(w)?;
     }
     if o.canaries.len() > MAX_CANARIES {
         return Err(format!("at most {MAX_CANARIES} canaries"));
@@ -429,6 +440,77 @@ pub fn may_start(
     Ok(())
 }
 
+/// Why a device that has the update must not install it yet (aloft's install control).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// The fleet-wide halt holds.
+    Halted,
+    /// The rollout is paused.
+    Paused,
+    /// Outside the maintenance window; it opens then (UNIX µs), if ever.
+    Window(Option<i64>),
+    /// `download-only`: an operator's release is awaited.
+    Release,
+}
+
+impl Hold {
+    /// The words a device and an operator see.
+    pub fn text(self, rfc3339: impl Fn(i64) -> String) -> String {
+        match self {
+            Self::Halted => "the fleet-wide halt holds every install".into(),
+            Self::Paused => "the rollout is paused".into(),
+            Self::Window(Some(t)) => {
+                format!(
+                    "outside the maintenance window, which opens at {}",
+                    rfc3339(t)
+                )
+            }
+            Self::Window(None) => "outside the maintenance window, which never opens again".into(),
+            Self::Release => "download-only: waiting for the operator's release".into(),
+        }
+    }
+
+    /// When the hold ends by itself, if known.
+    pub fn until(self) -> Option<i64> {
+        match self {
+            Self::Window(t) => t,
+            _ => None,
+        }
+    }
+}
+
+/// Whether the rollout controls installs at all (a window, or a policy other than
+/// `forced`): only then do devices learn of holds, and stock clients wait for the go.
+pub fn controls_install(plan: &Plan) -> bool {
+    plan.options.window.is_some() || plan.options.install != InstallPolicy::Forced
+}
+
+/// Why a device of a rollout that controls installs must not install now, `None` when it
+/// may: the halt and a pause hold it; an operator's release lets it go whatever the window;
+/// otherwise the window decides (download-only too, when it has one), and download-only
+/// without a window waits for the release.
+pub fn install_hold(plan: &Plan, state: &State, halted: bool, now: i64) -> Option<Hold> {
+    if halted {
+        return Some(Hold::Halted);
+    }
+    if state.paused.is_some() {
+        return Some(Hold::Paused);
+    }
+    if state.released.is_some() {
+        return None;
+    }
+    // A window was checked when the rollout was made; one that no longer parses holds.
+    match plan.options.window.as_ref().map(Window::parse) {
+        Some(Ok(w)) => match w.at(now) {
+            Openness::Open { .. } => None,
+            Openness::Closed { opens } => Some(Hold::Window(opens)),
+        },
+        Some(Err(_)) => Some(Hold::Window(None)),
+        None if plan.options.install == InstallPolicy::DownloadOnly => Some(Hold::Release),
+        None => None,
+    }
+}
+
 /// What a rollout should do now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
@@ -535,8 +617,29 @@ pub fn joining_phase(plan: &Plan, state: &State) -> u32 {
 /// The earliest time each phase can open (UNIX µs), for a plan made at `now`: phase 1 at once
 /// or at its start time; under `time` each later phase at its start time; under `auto` no
 /// earlier than the previous phase plus the soak (a lower bound: installs take time too);
-/// under `manual` unknown (`None`).
+/// under `manual` unknown (`None`). With a maintenance window, a phase's installs start no
+/// earlier than the window's next opening from there; download-only without one waits for
+/// the release (unknown).
 pub fn earliest_starts(plan: &Plan, now: i64) -> Vec<Option<i64>> {
+    let window = plan
+        .options
+        .window
+        .as_ref()
+        .and_then(|w| Window::parse(w).ok());
+    let release =
+        plan.options.window.is_none() && plan.options.install == InstallPolicy::DownloadOnly;
+    earliest_opens(plan, now)
+        .into_iter()
+        .map(|at| match &window {
+            _ if release => None,
+            Some(w) => at.and_then(|t| w.earliest_inside(t)),
+            None => at,
+        })
+        .collect()
+}
+
+/// When each phase can open (its devices handed the update), before windows.
+fn earliest_opens(plan: &Plan, now: i64) -> Vec<Option<i64>> {
     let mut out: Vec<Option<i64>> = Vec::with_capacity(plan.phases.len());
     for (i, p) in plan.phases.iter().enumerate() {
         let at = if i == 0 {
@@ -566,6 +669,8 @@ pub enum Command {
     Resume,
     /// Open the next phase now (and resume): an operator's override of every gate.
     Advance,
+    /// Let devices install now, whatever the window or the download-only policy says.
+    Release,
 }
 
 /// The state after an operator's command, or why it is refused. `failures` counts the
@@ -601,6 +706,19 @@ pub fn command(
             s.paused = None;
             s.acknowledged_failures = failures;
             s.acknowledged_unhealthy = unhealthy;
+        }
+        Command::Release => {
+            if plan.options.window.is_none() && plan.options.install != InstallPolicy::DownloadOnly
+            {
+                return Err(
+                    "nothing to release: the rollout has no maintenance window and is not download-only"
+                        .into(),
+                );
+            }
+            if s.released.is_some() {
+                return Err("the rollout is already released".into());
+            }
+            s.released = Some(now);
         }
     }
     Ok(s)
@@ -717,7 +835,7 @@ mod tests {
                 None,
                 Err("not RFC 3339"),
             ),
-            (vec![], Some(auto()), Err("need phases")),
+            (vec![], Some(auto()), Ok(Some(1))),
         ];
         for (phases, o, want) in cases {
             let got = ok(parse(&phases, o.as_ref()));
@@ -1286,5 +1404,97 @@ mod tests {
         );
         let e = command(&p, &advanced, &Command::Advance, (4, 0), 6).unwrap_err();
         assert!(e.contains("last phase"), "{e}");
+    }
+
+    #[test]
+    fn installs_wait_for_the_window_the_release_and_no_pause_or_halt() {
+        use crate::domain::windows::at_local;
+        use aloft_api::management::MaintenanceWindow;
+        let utc = chrono_tz::Tz::UTC;
+        let t = |h, m| at_local(utc, 2026, 12, 2, h, m).unwrap();
+        // 22:00 to 23:00 UTC every day.
+        let nightly = Some(MaintenanceWindow {
+            cron: "0 22 * * *".into(),
+            duration_seconds: 3600,
+            time_zone: None,
+        });
+        let with = |install, window: &Option<MaintenanceWindow>| Plan {
+            options: RolloutOptions {
+                install,
+                window: window.clone(),
+                ..RolloutOptions::default()
+            },
+            ..plan(AdvanceMode::Time, 1)
+        };
+        let forced = with(InstallPolicy::Forced, &None);
+        let soft = with(InstallPolicy::Soft, &None);
+        let only = with(InstallPolicy::DownloadOnly, &None);
+        let windowed = with(InstallPolicy::Forced, &nightly);
+        let only_windowed = with(InstallPolicy::DownloadOnly, &nightly);
+        let open = State::start(0);
+        let paused = State {
+            paused: Some("by hand".into()),
+            ..open.clone()
+        };
+        let released = State {
+            released: Some(1),
+            ..open.clone()
+        };
+        let shut = Some(Hold::Window(Some(t(22, 0))));
+        let table: [(&Plan, &State, bool, i64, Option<Hold>); 14] = [
+            (&forced, &open, false, t(12, 0), None),
+            (&soft, &open, false, t(12, 0), None),
+            (&only, &open, false, t(12, 0), Some(Hold::Release)),
+            (&only, &released, false, t(12, 0), None),
+            (&windowed, &open, false, t(21, 59), shut),
+            (&windowed, &open, false, t(22, 0), None),
+            (&windowed, &open, false, t(22, 59), None),
+            (
+                &windowed,
+                &open,
+                false,
+                t(23, 0),
+                Some(Hold::Window(Some(t(22, 0) + 86_400_000_000))),
+            ),
+            (&windowed, &released, false, t(12, 0), None),
+            (&only_windowed, &open, false, t(12, 0), shut),
+            (&only_windowed, &open, false, t(22, 30), None),
+            (&windowed, &paused, false, t(22, 30), Some(Hold::Paused)),
+            (&windowed, &released, true, t(22, 30), Some(Hold::Halted)),
+            (&only, &paused, false, t(12, 0), Some(Hold::Paused)),
+        ];
+        for (i, (p, s, halted, now, want)) in table.into_iter().enumerate() {
+            assert_eq!(install_hold(p, s, halted, now), want, "row {i}");
+        }
+        assert!(!controls_install(&forced));
+        for p in [&soft, &only, &windowed, &only_windowed] {
+            assert!(controls_install(p));
+        }
+        // Release: once, and only where something holds installs.
+        let r = command(&only, &open, &Command::Release, (0, 0), 7).unwrap();
+        assert_eq!(r.released, Some(7));
+        assert!(command(&only, &r, &Command::Release, (0, 0), 8).is_err());
+        assert!(command(&windowed, &open, &Command::Release, (0, 0), 7).is_ok());
+        for p in [&forced, &soft] {
+            let e = command(p, &open, &Command::Release, (0, 0), 7).unwrap_err();
+            assert!(e.contains("nothing to release"), "{e}");
+        }
+        // The plan: a phase's installs start in the window; download-only waits for a person.
+        assert_eq!(earliest_starts(&windowed, t(12, 0)), [Some(t(22, 0))]);
+        assert_eq!(earliest_starts(&windowed, t(22, 10)), [Some(t(22, 10))]);
+        assert_eq!(earliest_starts(&only, t(12, 0)), [None]);
+        // Options without phases make a one-phase rollout; a bad window is refused.
+        let one = Plan::parse(
+            None,
+            Some(&windowed.options),
+            aloft_api::time::parse_rfc3339,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(one.phases.len(), 1);
+        let mut bad = windowed.options.clone();
+        bad.window.as_mut().unwrap().cron = "0 25 * * *".into();
+        let e = Plan::parse(None, Some(&bad), aloft_api::time::parse_rfc3339).unwrap_err();
+        assert!(e.contains("window.cron"), "{e}");
     }
 }

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use aloft_api::device::{
-    ArtifactSource, AuthRequest, DeploymentInstructions, DeploymentLog, InstructionArtifact,
-    InventoryAttribute, NextRequestV2, StatusReport,
+    ArtifactSource, AuthRequest, DeploymentInstructions, DeploymentLog, InstallControl,
+    InstructionArtifact, InventoryAttribute, NextRequestV2, StatusReport,
 };
 use aloft_api::management::ErrorBody;
 use aloft_api::status::DeviceDeploymentStatus;
@@ -154,10 +154,16 @@ async fn next_deployment(
     device_id: &str,
     provides: &BTreeMap<String, String>,
     host: Option<&str>,
+    waits: bool,
 ) -> ApiResult<Option<DeploymentInstructions>> {
-    let Some(a) = scheduling::next(st.ctx(), device_id, provides).await? else {
+    let Some(a) = scheduling::next(st.ctx(), device_id, provides, waits).await? else {
         return Ok(None);
     };
+    let aloft = a.install.map(|i| InstallControl {
+        install: i.policy,
+        hold: i.hold.map(|h| h.text(rfc3339)),
+        until: i.hold.and_then(|h| h.until()).map(rfc3339),
+    });
     let (uri, expire) = download_link(st, &a.artifact, host).await?;
     Ok(Some(DeploymentInstructions {
         id: a.deployment_id,
@@ -167,6 +173,7 @@ async fn next_deployment(
             source: ArtifactSource { uri, expire },
             device_types_compatible: vec![a.device_type],
         },
+        aloft,
     }))
 }
 
@@ -230,7 +237,14 @@ async fn next_v2(
     ApiJson(req): ApiJson<NextRequestV2>,
 ) -> ApiResult<Response> {
     let host = request_host(&headers);
-    let i = next_deployment(&st, &dev.device_id, &req.device_provides, host.as_deref()).await?;
+    let i = next_deployment(
+        &st,
+        &dev.device_id,
+        &req.device_provides,
+        host.as_deref(),
+        req.aloft_install_control,
+    )
+    .await?;
     Ok(instructions_response(i))
 }
 
@@ -246,7 +260,7 @@ async fn next_v1_post(
     ApiJson(provides): ApiJson<BTreeMap<String, String>>,
 ) -> ApiResult<Response> {
     let host = request_host(&headers);
-    let i = next_deployment(&st, &dev.device_id, &provides, host.as_deref()).await?;
+    let i = next_deployment(&st, &dev.device_id, &provides, host.as_deref(), false).await?;
     Ok(instructions_response(i))
 }
 
@@ -276,7 +290,7 @@ async fn next_v1_get(
         ("device_type".to_owned(), q.device_type),
     ]);
     let host = request_host(&headers);
-    let i = next_deployment(&st, &dev.device_id, &provides, host.as_deref()).await?;
+    let i = next_deployment(&st, &dev.device_id, &provides, host.as_deref(), false).await?;
     Ok(instructions_response(i))
 }
 

@@ -53,6 +53,8 @@ pub struct Settings {
     /// After a full rootfs artifact is uploaded, deltas to it are made from this many of the
     /// releases most devices of its type run (0: none).
     pub delta_sources: usize,
+    /// Tests only: the rollout clock may be moved forward (`PUT /api/management/v1/test/clock`).
+    pub movable_clock: bool,
 }
 
 impl Default for Settings {
@@ -65,6 +67,7 @@ impl Default for Settings {
             max_artifact_bytes: 10 << 30,
             max_json_bytes: 4 << 20,
             delta_sources: 3,
+            movable_clock: false,
         }
     }
 }
@@ -90,6 +93,8 @@ pub struct AppState {
     pub throttles: Arc<crate::throttle::Throttles>,
     /// Event-stream tickets already used, per process.
     pub tickets: Arc<events::Tickets>,
+    /// The rollout clock.
+    pub clock: Arc<crate::time::Clock>,
 }
 
 impl AppState {
@@ -99,6 +104,7 @@ impl AppState {
             store: &*self.store,
             caches: &self.caches,
             events: &self.events,
+            clock: &self.clock,
         }
     }
 }

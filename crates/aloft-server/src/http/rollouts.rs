@@ -1,7 +1,7 @@
-//! Rollout commands (`pause`, `resume`, `advance` of a phased deployment) and the fleet-wide
-//! halt: aloft extensions beside Mender's deployments API.
+//! Rollout commands (`pause`, `resume`, `advance`, `release` of a rollout), the fleet-wide
+//! halt and a test server's movable clock: aloft extensions beside Mender's deployments API.
 
-use aloft_api::management::{ErrorBody, Halt, PauseBody};
+use aloft_api::management::{ClockMove, ClockNow, ErrorBody, Halt, PauseBody};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use bytes::Bytes;
@@ -18,7 +18,9 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(pause))
         .routes(routes!(resume))
         .routes(routes!(advance))
+        .routes(routes!(release))
         .routes(routes!(get_halt, put_halt))
+        .routes(routes!(move_clock))
 }
 
 /// Pause a phased deployment: no device that has not started gets it until it resumes.
@@ -80,6 +82,54 @@ async fn advance(
     check_uuid(&id)?;
     rollouts::command(st.ctx(), &id, Command::Advance).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Let a rollout's devices install now, whatever its maintenance window or its download-only
+/// policy says (those that downloaded install at their next poll).
+#[utoipa::path(post, path = "/api/management/v1/deployments/deployments/{id}/release", tag = "rollouts",
+    security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 204, description = "released"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn release(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    check_uuid(&id)?;
+    rollouts::command(st.ctx(), &id, Command::Release).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Move the rollout clock forward: only on a server started with a movable clock (tests);
+/// 403 on any other.
+#[utoipa::path(put, path = "/api/management/v1/test/clock", tag = "rollouts", security(("bearer" = [])),
+    request_body = ClockMove,
+    responses((status = 200, body = ClockNow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody)))]
+async fn move_clock(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    ApiJson(b): ApiJson<ClockMove>,
+) -> ApiResult<axum::Json<ClockNow>> {
+    const MAX: u64 = 400 * 86_400;
+    if b.forward_seconds > MAX {
+        return Err(ApiError::bad_request(format!(
+            "forward_seconds must be at most {MAX}"
+        )));
+    }
+    let by = i64::try_from(b.forward_seconds).unwrap_or(i64::MAX / 1_000_000) * 1_000_000;
+    let ahead = st.clock.move_forward(by).map_err(ApiError::forbidden)?;
+    tracing::warn!(
+        ahead_seconds = ahead / 1_000_000,
+        "the rollout clock was moved forward"
+    );
+    // What the clock decides may have changed for every rollout and every held device.
+    st.caches.deployments_changed();
+    rollouts::tick(st.ctx()).await?;
+    Ok(axum::Json(ClockNow {
+        now: crate::time::rfc3339(st.clock.now()),
+        ahead_seconds: ahead / 1_000_000,
+    }))
 }
 
 /// The fleet-wide halt.

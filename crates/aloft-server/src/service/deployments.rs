@@ -7,9 +7,8 @@ use aloft_api::status::{DeploymentStatus, DeploymentSummary, DeviceDeploymentSta
 use sha2::{Digest, Sha256};
 
 use super::{Ctx, ServiceError, ServiceResult, rollouts, stored};
-use crate::domain::rollouts::{Plan, Size, State};
+use crate::domain::rollouts::{self as rules, Hold, Plan, Size, State};
 use crate::store::{DeploymentRow, DeploymentStats, Filter, InventoryQuery};
-use crate::time::now_us;
 use crate::time::{rfc3339, rfc3339_opt};
 use aloft_api::management::{PhaseInfo, RolloutInfo, SavedFilter};
 use aloft_api::status::Counts;
@@ -59,6 +58,8 @@ pub struct RolloutView {
     pub phases: Vec<Counts>,
     /// Whether the fleet-wide halt holds.
     pub halted: bool,
+    /// What holds the installs of devices that downloaded, when the rollout controls them.
+    pub install_held: Option<Hold>,
 }
 
 impl RolloutView {
@@ -94,6 +95,8 @@ impl RolloutView {
             halted: r.halted,
             phase_started: rfc3339(r.state.phase_ts),
             threshold_met: rfc3339_opt(r.state.met_ts),
+            install_held: r.install_held.map(|h| h.text(rfc3339)),
+            released: rfc3339_opt(r.state.released),
             options: r.plan.options.clone(),
         }
     }
@@ -161,11 +164,15 @@ async fn rollout_view(
         Some(h) => h,
         None => *halted.insert(rollouts::halted(ctx).await?.is_some()),
     };
+    let install_held = rules::controls_install(&plan)
+        .then(|| rules::install_hold(&plan, &state, halted, ctx.now()))
+        .flatten();
     Ok(Some(RolloutView {
         plan,
         state,
         phases,
         halted,
+        install_held,
     }))
 }
 
@@ -371,7 +378,7 @@ pub async fn create(ctx: Ctx<'_>, d: NewDeployment) -> ServiceResult<String> {
             )));
         }
     }
-    let now = now_us();
+    let now = ctx.now();
     let row = DeploymentRow {
         id: uuid::Uuid::new_v4().to_string(),
         name: d.name.clone(),
@@ -407,7 +414,7 @@ pub async fn create(ctx: Ctx<'_>, d: NewDeployment) -> ServiceResult<String> {
 
 /// Aborts a deployment: its unfinished devices end `aborted`.
 pub async fn abort(ctx: Ctx<'_>, id: &str) -> ServiceResult<()> {
-    ctx.store.abort_deployment(id, now_us()).await?;
+    ctx.store.abort_deployment(id, ctx.now()).await?;
     ctx.caches.deployments_changed();
     ctx.events
         .publish(Event::Deployment(find(ctx, id).await?.progress()));
@@ -418,7 +425,7 @@ pub async fn abort(ctx: Ctx<'_>, id: &str) -> ServiceResult<()> {
 /// Aborts every unfinished deployment of one device.
 pub async fn abort_device(ctx: Ctx<'_>, device_id: &str) -> ServiceResult<()> {
     let open = ctx.store.open_device_deployments(device_id).await?;
-    ctx.store.abort_device(device_id, now_us()).await?;
+    ctx.store.abort_device(device_id, ctx.now()).await?;
     ctx.caches.deployments_changed();
     for dd in open {
         device_changed(

@@ -11,7 +11,6 @@ use super::{Ctx, ServiceError, ServiceResult, rollouts};
 use crate::domain::filters;
 use crate::domain::rollouts::joining_phase;
 use crate::store::{DeploymentRow, Filter, InventoryQuery, SavedFilterRow};
-use crate::time::now_us;
 
 /// How often the sweep looks for devices that match a running dynamic deployment and are
 /// not in it (a device normally joins at once; this bounds how late it can be).
@@ -60,7 +59,7 @@ pub async fn create(ctx: Ctx<'_>, f: NewSavedFilter) -> ServiceResult<SavedFilte
         name: f.name,
         terms: serde_json::to_string(&f.terms)
             .map_err(|e| ServiceError::Invalid(format!("terms: {e}")))?,
-        created: now_us(),
+        created: ctx.now(),
     };
     ctx.store.insert_saved_filter(&row).await?;
     tracing::info!(filter.id = %row.id, filter.name = %row.name, "dynamic group saved");
@@ -139,7 +138,7 @@ async fn join(ctx: Ctx<'_>, dep: &DeploymentRow, only: Option<&[String]>) -> Ser
     let devices: Vec<(String, u32)> = found.into_iter().map(|id| (id, phase)).collect();
     let joined = ctx
         .store
-        .join_deployment(&dep.id, &devices, now_us())
+        .join_deployment(&dep.id, &devices, ctx.now())
         .await?;
     if joined.is_empty() {
         return Ok(());

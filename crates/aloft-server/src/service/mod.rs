@@ -2,7 +2,8 @@
 //! event. A handler parses its request, calls one service function and maps the result to the
 //! wire format; a second device protocol would call the same functions.
 //!
-//! Every function takes a [`Ctx`]: the store, the caches and the event channel of the process.
+//! Every function takes a [`Ctx`]: the store, the caches, the event channel and the rollout
+//! clock of the process.
 
 pub mod admission;
 pub mod artifacts;
@@ -14,9 +15,12 @@ pub mod plans;
 pub mod rollouts;
 pub mod scheduling;
 
+use std::sync::Arc;
+
 use crate::cache::Caches;
 use crate::events::Events;
 use crate::store::{Store, StoreError};
+use crate::time::Clock;
 
 /// What a service works with.
 #[derive(Clone, Copy)]
@@ -27,6 +31,38 @@ pub struct Ctx<'a> {
     pub caches: &'a Caches,
     /// Live events.
     pub events: &'a Events,
+    /// The clock rollout decisions read ([`Ctx::now`]).
+    pub clock: &'a Clock,
+}
+
+impl Ctx<'_> {
+    /// Now (UNIX µs) for rollout decisions: the server's [`Clock`].
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+}
+
+/// What a [`Ctx`] is made of, owned: for background jobs and the HTTP state.
+#[derive(Clone, Default)]
+pub struct Shared {
+    /// The per-process caches.
+    pub caches: Arc<Caches>,
+    /// Live events.
+    pub events: Events,
+    /// The rollout clock.
+    pub clock: Arc<Clock>,
+}
+
+impl Shared {
+    /// A context on `store`.
+    pub fn ctx<'a>(&'a self, store: &'a dyn Store) -> Ctx<'a> {
+        Ctx {
+            store,
+            caches: &self.caches,
+            events: &self.events,
+            clock: &self.clock,
+        }
+    }
 }
 
 /// Why a service call failed.

@@ -17,7 +17,7 @@ use super::{Ctx, ServiceResult, rollouts};
 use crate::domain::artifacts;
 use crate::domain::rollouts::earliest_starts;
 use crate::store::{ArtifactRow, AttrRow};
-use crate::time::{now_us, rfc3339_opt};
+use crate::time::rfc3339_opt;
 
 /// A plan in one line: `N devices: U would update (B bytes), S skipped`.
 pub fn summary(plan: &DeploymentPlan) -> String {
@@ -132,8 +132,8 @@ pub(super) async fn plan_for(
         )),
     }));
     let starts = match &d.plan {
-        Some(p) => earliest_starts(p, now_us()),
-        None => vec![Some(now_us())],
+        Some(p) => earliest_starts(p, ctx.now()),
+        None => vec![Some(ctx.now())],
     };
     let mut out_phases: Vec<PlannedPhase> = (0..phase_count)
         .map(|i| PlannedPhase {

@@ -13,7 +13,6 @@ use super::{Ctx, ServiceError, ServiceResult, stored};
 use crate::domain::health::Cohort;
 use crate::domain::rollouts::{self as rules, Candidate, Command, Load, Plan, State, Step, Wait};
 use crate::store::DeploymentRow;
-use crate::time::now_us;
 
 /// The switch that holds every deployment.
 pub const HALT: &str = "halt";
@@ -73,7 +72,7 @@ pub async fn set_halt(ctx: Ctx<'_>, reason: Option<String>) -> ServiceResult<()>
         ));
     }
     ctx.store
-        .set_switch(HALT, reason.as_deref(), now_us())
+        .set_switch(HALT, reason.as_deref(), ctx.now())
         .await?;
     ctx.caches.deployments_changed();
     if let Some(r) = &reason {
@@ -102,7 +101,7 @@ pub async fn gate(
         let (phases, installing) = counts(ctx, &dep.id, plan.phases.len()).await?;
         let started_last_minute = if o.max_per_minute.is_some() {
             ctx.store
-                .started_since(&dep.id, now_us() - MINUTE_US)
+                .started_since(&dep.id, ctx.now() - MINUTE_US)
                 .await?
         } else {
             0
@@ -122,6 +121,25 @@ pub async fn gate(
         halted,
         load,
     ))
+}
+
+/// The install policy of `dep` and what holds its devices' installs now, when its rollout
+/// controls installs at all ([`rules::controls_install`]).
+pub async fn install_control(
+    ctx: Ctx<'_>,
+    dep: &DeploymentRow,
+) -> ServiceResult<Option<super::scheduling::Install>> {
+    let Some((plan, state)) = of(dep)? else {
+        return Ok(None);
+    };
+    if !rules::controls_install(&plan) {
+        return Ok(None);
+    }
+    let halted = halted(ctx).await?.is_some();
+    Ok(Some(super::scheduling::Install {
+        policy: plan.options.install,
+        hold: rules::install_hold(&plan, &state, halted, ctx.now()),
+    }))
 }
 
 /// Deals `devices` into the plan's phases (the phase of each, in the order given), or says
@@ -236,7 +254,7 @@ pub async fn evaluate(ctx: Ctx<'_>, id: &str) -> ServiceResult<()> {
             return Ok(());
         };
         let (counts, _) = counts(ctx, id, plan.phases.len()).await?;
-        let now = now_us();
+        let now = ctx.now();
         let health = cohorts(ctx, &row, &plan, now).await?;
         let Some(step) = rules::decide(&plan, &state, &counts, health, now) else {
             return Ok(());
@@ -283,10 +301,10 @@ pub async fn command(ctx: Ctx<'_>, id: &str, cmd: Command) -> ServiceResult<()> 
     };
     let (counts, _) = counts(ctx, id, plan.phases.len()).await?;
     let failures = counts.iter().map(|c| c.failure).sum();
-    let unhealthy = cohorts(ctx, &row, &plan, now_us())
+    let unhealthy = cohorts(ctx, &row, &plan, ctx.now())
         .await?
         .map_or(0, |(updated, _)| updated.unhealthy());
-    let next = rules::command(&plan, &state, &cmd, (failures, unhealthy), now_us())
+    let next = rules::command(&plan, &state, &cmd, (failures, unhealthy), ctx.now())
         .map_err(ServiceError::Rule)?;
     if !swap(ctx, id, &state, &next).await? {
         return Err(ServiceError::Rule(

@@ -4,14 +4,15 @@
 
 use std::collections::BTreeMap;
 
+use aloft_api::management::InstallPolicy;
 use aloft_api::status::DeviceDeploymentStatus;
 use serde_json::Value;
 
 use super::deployments::{deployment_changed, device_changed};
 use super::{Ctx, ServiceError, ServiceResult, rollouts};
 use crate::domain::artifacts::{self, depends_match};
+use crate::domain::rollouts::Hold;
 use crate::store::{ArtifactRow, AttrRow, DeploymentRow, DeviceDeploymentRow, StatusOutcome};
-use crate::time::now_us;
 
 /// The longest progress text a report may carry.
 pub const MAX_PROGRESS: usize = 4096;
@@ -25,6 +26,18 @@ pub struct Assignment {
     pub artifact: ArtifactRow,
     /// The device type it was chosen for.
     pub device_type: String,
+    /// When the deployment's rollout controls installs and the device asked to know: the
+    /// policy and what holds the install now.
+    pub install: Option<Install>,
+}
+
+/// How and when a device that takes part in install control installs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Install {
+    /// The rollout's policy.
+    pub policy: InstallPolicy,
+    /// What holds the install now, if anything.
+    pub hold: Option<Hold>,
 }
 
 /// Where a device is in an install it has not finished.
@@ -221,17 +234,20 @@ async fn decide(
 }
 
 /// The device's next deployment, if any: the oldest unfinished one it belongs to. Records the
-/// device's contact on the way.
+/// device's contact on the way. Of a rollout that controls installs (a maintenance window, an
+/// install policy), a device that `waits` (the aloft daemon) is handed the update to download
+/// and told what holds its install; any other device gets it only once nothing does.
 pub async fn next(
     ctx: Ctx<'_>,
     device_id: &str,
     provides: &BTreeMap<String, String>,
+    waits: bool,
 ) -> ServiceResult<Option<Assignment>> {
     let device_type = provides
         .get("device_type")
         .filter(|t| !t.is_empty())
         .ok_or_else(|| ServiceError::Invalid("device_type is required".into()))?;
-    let now = now_us();
+    let now = ctx.now();
     if ctx.caches.check_in_due(device_id, now) {
         ctx.caches.note_check_in(device_id, now);
     }
@@ -251,6 +267,7 @@ pub async fn next(
             Some(id) => ctx.store.artifact(id).await?,
             None => None,
         };
+        let install = rollouts::install_control(ctx, &dep).await?;
         let chosen = match assigned {
             // A delta handed out before that the device's provides no longer allow: it could
             // not apply it, and its daemon asks again without the checksum deltas depend on.
@@ -270,6 +287,10 @@ pub async fn next(
                     tracing::debug!(device.id = %device_id, deployment.id = %dep.id, ?wait, "deployment held");
                     return Ok(None);
                 }
+                if let Some(hold) = install.and_then(|i| i.hold).filter(|_| !waits) {
+                    tracing::debug!(device.id = %device_id, deployment.id = %dep.id, ?hold, "install held");
+                    return Ok(None);
+                }
                 choose_for(ctx, &dd, &dep, device_id, device_type, provides, false, now).await?
             }
         };
@@ -285,6 +306,7 @@ pub async fn next(
             deployment_id: dep.id,
             artifact,
             device_type: device_type.clone(),
+            install: install.filter(|_| waits),
         }));
     }
     Ok(None)
@@ -310,7 +332,7 @@ pub async fn report(
             device_id,
             status.as_str(),
             report.detail(),
-            now_us(),
+            ctx.now(),
         )
         .await?;
     match outcome {
