@@ -141,10 +141,13 @@ cp testdata/mender-artifacts/*.mender "$corpus"/
 mkdir -p fuzz/corpus/daemon_answers
 cp fuzz/seeds/daemon_answers/* fuzz/corpus/daemon_answers/
 cargo run --quiet --locked -p aloft-delta --example fuzz-seeds fuzz/corpus/apply_delta
+mkdir -p fuzz/corpus/window
+cp fuzz/seeds/window/* fuzz/corpus/window/
 if [ "${FUZZ_SECONDS:-30}" -gt 0 ]; then
-  for target in read_artifact read_signed_artifact daemon_answers apply_delta; do
+  for target in read_artifact read_signed_artifact daemon_answers apply_delta window; do
     c="$corpus"; [ "$target" = daemon_answers ] && c=fuzz/corpus/daemon_answers
     [ "$target" = apply_delta ] && c=fuzz/corpus/apply_delta
+    [ "$target" = window ] && c=fuzz/corpus/window
     (cd fuzz && cargo fuzz run -O -s none "$target" "../$c" -- \
       -max_total_time="${FUZZ_SECONDS:-30}" -rss_limit_mb=512 -max_len=2000000 -print_final_stats=1 2>&1 | tail -n 4)
   done

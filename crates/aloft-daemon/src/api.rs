@@ -311,6 +311,7 @@ impl Server {
         let v2 = serde_json::to_vec(&NextRequestV2 {
             device_provides: provides.clone(),
             update_control_map: false,
+            aloft_install_control: true,
         })
         .expect("serialisable");
         let (mut status, mut text) = self.call(

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use aloft_api::management::InstallPolicy;
 use aloft_api::status;
 use aloft_artifact::{ArtifactReader, ReadOptions};
 use aloft_device::config::{Config, DaemonConfig};
@@ -22,7 +23,7 @@ use aloft_device::engine::{Device, InstallResult, Progress};
 use crate::api::{ApiError, Next, Server};
 use crate::control::Request;
 use crate::download::{self, DownloadError, Spool};
-use crate::journal::{self, Journal, Record, Step};
+use crate::journal::{self, Control, Journal, Record, Step};
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -87,8 +88,12 @@ pub struct Daemon {
     health: Option<crate::health::Health>,
     /// The device's provides (with `device_type`), read once and again after each deployment.
     provides: Option<BTreeMap<String, String>>,
-    /// Whether `deployment.json` may hold a deployment (a final report not yet sent).
+    /// Whether `deployment.json` may hold a deployment (a final report not yet sent, or an
+    /// install that waits).
     journal_pending: bool,
+    /// The deployment in the journal waits (for the server's go or the consent hook): the
+    /// next update check asks again.
+    held: bool,
     /// The boot id this process started under: a different one means the system rebooted
     /// under us (the simulator does; a real reboot ends the process first).
     boot_id: String,
@@ -160,6 +165,7 @@ impl Daemon {
             health: None,
             provides: None,
             journal_pending: true,
+            held: false,
         })
     }
 
@@ -305,9 +311,10 @@ impl Daemon {
     fn check_update(&mut self) -> Result<bool, ApiError> {
         if self.journal_pending {
             if let Some(record) = self.journal.load() {
-                // A final report that could not be sent yet.
+                // A final report that could not be sent yet, or an install that waits.
+                self.held = false;
                 self.run_deployment(record);
-                return Ok(true);
+                return Ok(!self.held);
             }
             self.journal_pending = false;
         }
@@ -345,6 +352,10 @@ impl Daemon {
                     id,
                     artifact_name: artifact.artifact_name,
                     uri: artifact.source.uri,
+                    control: instructions.aloft.as_ref().map(|c| Control {
+                        soft: c.install == InstallPolicy::Soft,
+                        ..Control::default()
+                    }),
                     ..Record::default()
                 };
                 let device_type = provides.get("device_type").cloned().unwrap_or_default();
@@ -582,9 +593,39 @@ impl Daemon {
                     if let Err(reason) = self.check_header(&mut record) {
                         return self.finish(record, status::FAILURE, Some(reason));
                     }
-                    record.step = Step::Installing;
+                    record.step = if record.control.is_some() {
+                        Step::Waiting
+                    } else {
+                        Step::Installing
+                    };
                     if let Err(e) = self.journal.save(&record) {
                         return self.finish(record, status::FAILURE, Some(e.to_string()));
+                    }
+                }
+                Step::Waiting => {
+                    let control = record.control.get_or_insert_default();
+                    if !control.verified {
+                        if let Err(reason) = self.verify_spool() {
+                            if self.fall_back_or_fail(&mut record, reason) {
+                                continue;
+                            }
+                            return;
+                        }
+                        record.control.get_or_insert_default().verified = true;
+                        let _ = self.journal.save(&record);
+                    }
+                    match self.install_go(&mut record) {
+                        Go::Now => {
+                            record.step = Step::Installing;
+                            record.control.get_or_insert_default().waiting = None;
+                            if let Err(e) = self.journal.save(&record) {
+                                return self.finish(record, status::FAILURE, Some(e.to_string()));
+                            }
+                        }
+                        Go::Later(reason) => {
+                            return self.park(record, status::PAUSE_BEFORE_INSTALLING, reason);
+                        }
+                        Go::Aborted => return self.aborted(&record),
                     }
                 }
                 Step::Installing => {
@@ -631,29 +672,30 @@ impl Daemon {
                             self.spool.remove();
                             record.step = Step::Rebooting;
                             let _ = self.journal.save(&record);
-                            match self.server.report(&record.id, status::REBOOTING, None) {
-                                Err(ApiError::Aborted) => {
-                                    self.rollback_after_abort();
-                                    return self.aborted(&record);
-                                }
-                                Err(e) => log_api_error("status report", &e),
-                                Ok(()) => {}
-                            }
                         }
                         Err(e) => {
                             let reason = aloft_artifact::error_chain(&e);
-                            if record.delta
-                                && !record.full
-                                && self.fall_back_to_full(&mut record, &reason)
-                            {
+                            if self.fall_back_or_fail(&mut record, reason) {
                                 continue;
                             }
-                            self.spool.remove();
-                            return self.finish(record, status::FAILURE, Some(reason));
+                            return;
                         }
                     }
                 }
                 Step::Rebooting => {
+                    if record.control.as_ref().is_some_and(|c| c.soft)
+                        && let Go::Later(reason) = self.consent("reboot", &record)
+                    {
+                        return self.park(record, status::PAUSE_BEFORE_REBOOTING, reason);
+                    }
+                    match self.server.report(&record.id, status::REBOOTING, None) {
+                        Err(ApiError::Aborted) => {
+                            self.rollback_after_abort();
+                            return self.aborted(&record);
+                        }
+                        Err(e) => log_api_error("status report", &e),
+                        Ok(()) => {}
+                    }
                     let reason = self.reboot();
                     // Only reached when the system did not go down.
                     tracing::error!(%reason, "the reboot did not happen; rolling back");
@@ -665,6 +707,102 @@ impl Daemon {
                 Step::Reporting => return self.send_final(&record),
             }
         }
+    }
+
+    /// Reads the spooled artifact whole (signature, checksums, fit) before it waits.
+    fn verify_spool(&self) -> Result<(), String> {
+        let file = download::open(&self.spool).map_err(|e| e.to_string())?;
+        self.device
+            .verify(BufReader::with_capacity(64 * 1024, file))
+            .map(|info| tracing::info!(artifact = %info.name, "the download is verified; the install waits for the go"))
+            .map_err(|e| {
+                format!(
+                    "the downloaded artifact failed verification: {}",
+                    aloft_artifact::error_chain(&e)
+                )
+            })
+    }
+
+    /// Whether a downloaded deployment may install now: the server's current instructions
+    /// (a window, a release, a pause) and, under the soft policy, the consent hook.
+    fn install_go(&mut self, record: &mut Record) -> Go {
+        let Some(provides) = self.provides_for(record) else {
+            return Go::Later("cannot read the installed software's provides".into());
+        };
+        match self.server.next(&provides) {
+            Ok(Next::Deployment(d)) if d.id == record.id => {
+                if let Some(c) = &d.aloft {
+                    record.control.get_or_insert_default().soft = c.install == InstallPolicy::Soft;
+                    if let Some(hold) = &c.hold {
+                        return Go::Later(hold.clone());
+                    }
+                }
+            }
+            Ok(_) => {
+                // Not handed out again: the status report says whether it was aborted.
+                let why = "the server did not hand the deployment out again";
+                return match self.server.report(
+                    &record.id,
+                    status::PAUSE_BEFORE_INSTALLING,
+                    Some(why),
+                ) {
+                    Err(ApiError::Aborted) => Go::Aborted,
+                    _ => Go::Later(why.into()),
+                };
+            }
+            Err(ApiError::Aborted) => return Go::Aborted,
+            Err(e) => return Go::Later(format!("cannot ask the server: {e}")),
+        }
+        if record.control.as_ref().is_some_and(|c| c.soft) {
+            self.consent("install", record)
+        } else {
+            Go::Now
+        }
+    }
+
+    /// Asks the consent hook (`question`: `install` or `reboot`); without one, go.
+    fn consent(&self, question: &str, record: &Record) -> Go {
+        let Some(hook) = &self.settings.consent_hook else {
+            return Go::Now;
+        };
+        let timeout = Duration::from_secs(self.settings.consent_timeout_seconds.max(1));
+        let env = [
+            ("ALOFT_CONSENT", question),
+            ("ALOFT_DEPLOYMENT_ID", record.id.as_str()),
+            ("ALOFT_ARTIFACT_NAME", record.artifact_name.as_str()),
+        ];
+        match crate::hook::run("the consent hook", hook, &env, timeout) {
+            Ok(()) => {
+                tracing::info!(deployment = %record.id, question, "the consent hook agreed");
+                Go::Now
+            }
+            Err(refusal) => Go::Later(format!(
+                "waiting for the device's consent to {question}: {}",
+                refusal.reason
+            )),
+        }
+    }
+
+    /// Leaves a deployment waiting: reports `status` with the reason when it changed, keeps
+    /// the record, and lets the next update check ask again.
+    fn park(&mut self, mut record: Record, status: &str, reason: String) {
+        let control = record.control.get_or_insert_default();
+        if control.waiting.as_deref() != Some(reason.as_str()) {
+            tracing::info!(deployment = %record.id, %reason, "the update waits");
+            match self.server.report(&record.id, status, Some(&reason)) {
+                Err(ApiError::Aborted) => {
+                    if record.step == Step::Rebooting {
+                        self.rollback_after_abort();
+                    }
+                    return self.aborted(&record);
+                }
+                Err(e) => log_api_error("status report", &e),
+                Ok(()) => record.control.get_or_insert_default().waiting = Some(reason),
+            }
+            let _ = self.journal.save(&record);
+        }
+        self.held = true;
+        self.journal_pending = true;
     }
 
     /// A new download link for deployment `id`, from `next` (the server hands out the
@@ -730,6 +868,18 @@ impl Daemon {
             }
             _ => false,
         }
+    }
+
+    /// After the spooled artifact failed (its verification or its install): a delta starts
+    /// over with the full artifact (`true`: go on with `record`); anything else ends the
+    /// deployment as failed.
+    fn fall_back_or_fail(&mut self, record: &mut Record, reason: String) -> bool {
+        if record.delta && !record.full && self.fall_back_to_full(record, &reason) {
+            return true;
+        }
+        self.spool.remove();
+        self.finish(std::mem::take(record), status::FAILURE, Some(reason));
+        false
     }
 
     fn rollback_after_abort(&self) {
@@ -861,6 +1011,16 @@ impl Daemon {
 /// with a fresh token, as Mender does. A 409
 /// rolls the update back; a server that cannot be reached does not (the new system passed its
 /// health check; the final report is retried later).
+/// Whether a downloaded update may install now.
+enum Go {
+    /// Yes.
+    Now,
+    /// Not yet, for this reason (asked again at the next update check).
+    Later(String),
+    /// The deployment was aborted on the server.
+    Aborted,
+}
+
 fn pre_commit(server: &mut Server, id: &str) -> Result<(), String> {
     server.forget_token();
     for attempt in 1..=3 {

@@ -2,8 +2,7 @@
 //! healthy. Its verdict goes to the server as inventory (`aloft.health`), where a rollout
 //! compares the devices it updated with those it did not yet.
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The inventory attribute that carries the verdict: `ok` or `failing`.
 pub const ATTRIBUTE: &str = "aloft.health";
@@ -29,37 +28,12 @@ impl Health {
     }
 }
 
-/// Runs `command` with `sh -c`; a probe still running after `timeout` is killed and fails.
+/// Runs `command` ([`crate::hook::run`]); a probe still running after `timeout` is killed and
+/// fails.
 pub fn probe(command: &str, timeout: Duration) -> Health {
-    let mut child = match Command::new("sh")
-        .arg("-c")
-        .arg(command)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-    {
-        Ok(c) => c,
-        Err(e) => return Health::Failing(format!("the health probe did not start: {e}")),
-    };
-    let deadline = Instant::now() + timeout;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) if status.success() => return Health::Ok,
-            Ok(Some(status)) => {
-                return Health::Failing(format!("the health probe ended with {status}"));
-            }
-            Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Health::Failing(format!(
-                    "the health probe took longer than {} s",
-                    timeout.as_secs()
-                ));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
-            Err(e) => return Health::Failing(format!("cannot wait for the health probe: {e}")),
-        }
+    match crate::hook::run("the health probe", command, &[], timeout) {
+        Ok(()) => Health::Ok,
+        Err(refusal) => Health::Failing(refusal.reason),
     }
 }
 

@@ -23,6 +23,9 @@ pub enum Step {
     /// Fetching the artifact into the spool.
     #[default]
     Downloading,
+    /// Downloaded (and, once `verified`, checked whole); waits for the server's go (a
+    /// maintenance window, a release) and, under the soft policy, the consent hook.
+    Waiting,
     /// The engine is installing from the spool.
     Installing,
     /// Installed; the reboot into the new software is under way.
@@ -55,6 +58,23 @@ pub struct Record {
     /// out the checksum a delta depends on).
     #[serde(default)]
     pub full: bool,
+    /// The rollout controls installs: the download waits for the server's go.
+    #[serde(default)]
+    pub control: Option<Control>,
+}
+
+/// How a deployment whose rollout controls installs stands (a [`Record`]'s part).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Control {
+    /// The soft install policy: the consent hook is asked before the install and the reboot.
+    #[serde(default)]
+    pub soft: bool,
+    /// The spooled artifact was read whole and verified before waiting.
+    #[serde(default)]
+    pub verified: bool,
+    /// What the device last reported it waits for.
+    #[serde(default)]
+    pub waiting: Option<String>,
 }
 
 /// The daemon's files in its data folder.

@@ -15,5 +15,6 @@ pub mod control;
 pub mod daemon;
 pub mod download;
 pub mod health;
+pub mod hook;
 pub mod identity;
 pub mod journal;

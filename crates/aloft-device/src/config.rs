@@ -241,6 +241,16 @@ pub struct DaemonConfig {
     /// Seconds between runs of the health probe.
     #[serde(default = "default_health_interval")]
     pub health_interval_seconds: u64,
+    /// A shell command asked before installing and before rebooting into an update of a
+    /// rollout with the `soft` install policy: exit status 0 goes on, anything else (or no
+    /// answer within `consent_timeout_seconds`) means "later", and it is asked again at the
+    /// next update check. `ALOFT_CONSENT` is `install` or `reboot`; `ALOFT_DEPLOYMENT_ID` and
+    /// `ALOFT_ARTIFACT_NAME` name the update. None: soft installs go on as forced ones.
+    #[serde(default)]
+    pub consent_hook: Option<String>,
+    /// Seconds the consent hook may take before its silence counts as "later".
+    #[serde(default = "default_consent_timeout")]
+    pub consent_timeout_seconds: u64,
     /// Seconds the daemon waits for the reboot command to take the system down.
     #[serde(default = "default_reboot_wait")]
     pub reboot_wait_seconds: u64,
@@ -288,6 +298,9 @@ fn default_stall_timeout() -> u64 {
 fn default_health_interval() -> u64 {
     60
 }
+fn default_consent_timeout() -> u64 {
+    60
+}
 
 fn default_progress_interval() -> u64 {
     10
@@ -323,6 +336,8 @@ impl DaemonConfig {
             progress_interval_seconds: default_progress_interval(),
             health_probe: None,
             health_interval_seconds: default_health_interval(),
+            consent_hook: None,
+            consent_timeout_seconds: default_consent_timeout(),
             reboot_wait_seconds: default_reboot_wait(),
             max_download_size: None,
             download_reserve: default_download_reserve(),

@@ -411,6 +411,21 @@ impl Device {
         self.install_with(source, progress, &mut || Ok(()))
     }
 
+    /// Reads a whole artifact as an install would, without installing it: the signature
+    /// (when verification keys are configured), every payload's checksum, and whether it fits
+    /// this device and what it runs. For a download that waits before its install.
+    pub fn verify<R: Read + Send>(&self, source: R) -> Result<ArtifactInfo> {
+        let options = ReadOptions {
+            trusted_keys: self.trusted_keys()?,
+            ..ReadOptions::default()
+        };
+        let reader = ArtifactReader::open(source, &options)?;
+        let info = reader.info().clone();
+        self.check_compatible(&info, &self.installed()?)?;
+        reader.validate()?;
+        Ok(info)
+    }
+
     /// [`Device::install`], with `before_commit` asked before an update that needs no reboot
     /// is committed (after its health check): an `Err(reason)` rolls it back instead. Updates
     /// that reboot are asked at [`Device::resume_with`].

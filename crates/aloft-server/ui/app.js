@@ -408,15 +408,27 @@ function rolloutView(d) {
     try { await api("POST", `/v1/deployments/deployments/${d.id}/${what}`, body ? body() : {}); toast(`Rollout ${label}.`); } catch (e) { toast(e.message); }
   } }, what[0].toUpperCase() + what.slice(1));
   return h("div", { class: "card", id: "rollout" },
-    h("h2", { id: "rollout-phase" }, `Phase ${r.phase} of ${r.phases}`),
+    h("h2", { id: "rollout-phase" }, r.phases > 1 ? `Phase ${r.phase} of ${r.phases}` : "Rollout"),
     r.paused ? h("p", { class: "error", id: "rollout-paused", role: "status" }, `Paused: ${r.paused}`) :
-      h("p", { class: "muted", id: "rollout-running" }, running ? `Advances ${r.options.advance === "manual" ? "by hand" : r.options.advance === "auto" ? "when its success threshold holds" : "at each phase's start time"}.` : "Finished."),
+      h("p", { class: "muted", id: "rollout-running" }, !running ? "Finished." : r.phases === 1 ? "One phase: every device at once." : `Advances ${r.options.advance === "manual" ? "by hand" : r.options.advance === "auto" ? "when its success threshold holds" : "at each phase's start time"}.`),
     r.halted ? h("p", { class: "error", id: "rollout-halted" }, "Held by the fleet-wide halt.") : "",
+    installText(r.options, r.released) ? h("p", { class: "muted", id: "rollout-install" }, installText(r.options, r.released)) : "",
+    running && r.install_held ? h("p", { class: "error", id: "rollout-held", role: "status" }, `Installs held: ${r.install_held}`) : "",
     h("div", { class: "scroll" }, h("table", { id: "rollout-phases" }, h("thead", {}, h("tr", {}, h("th", {}, "Phase"), h("th", {}, "Open"), h("th", {}, "Devices"), h("th", {}, "Succeeded"), h("th", {}, "Failed"), h("th", {}, "Running"), h("th", {}, "Pending"))),
       h("tbody", {}, (d.phases || []).map((p) => h("tr", { "data-phase": p.id }, h("td", {}, p.id), h("td", {}, p.open ? "yes" : (p.start_ts ? `at ${when(p.start_ts)}` : "not yet")), h("td", {}, p.device_count),
         h("td", {}, p.summary.success), h("td", {}, p.summary.failure), h("td", {}, p.summary.in_progress), h("td", {}, p.summary.pending)))))),
     running ? h("p", { class: "row" }, r.paused ? act("resume", "resumed") : [reason, act("pause", "paused", () => (reason.value ? { reason: reason.value } : {}))],
-      r.phase < r.phases ? act("advance", "advanced") : "") : "");
+      r.phase < r.phases ? act("advance", "advanced") : "",
+      (r.options.window || r.options.install === "download-only") && !r.released ? act("release", "released: its devices install now") : "") : "");
+}
+// How a rollout's devices install, in words; "" when they install at once.
+function installText(o, released) {
+  const parts = [];
+  if (o.install === "soft") parts.push("Soft: each device's consent hook may defer the install and the reboot.");
+  if (o.install === "download-only") parts.push("Download-only: devices download and verify, then wait for the release.");
+  if (o.window) parts.push(`Installs only in the window "${o.window.cron}" (${Math.round(o.window.duration_seconds / 60)} min, ${o.window.time_zone || "UTC"}).`);
+  if (released) parts.push(`Released ${when(released)}.`);
+  return parts.join(" ");
 }
 
 async function deploymentsPage() {
@@ -440,6 +452,11 @@ async function deploymentsPage() {
   const advance = h("select", { id: "deployment-advance" }, h("option", { value: "manual" }, "By hand"), h("option", { value: "auto" }, "When the success threshold holds"));
   const success = h("input", { id: "deployment-success", type: "number", min: 0, max: 100, placeholder: "100" });
   const failure = h("input", { id: "deployment-failure", type: "number", min: 0, max: 100, placeholder: "none" });
+  const install = h("select", { id: "deployment-install" }, h("option", { value: "forced" }, "At once"),
+    h("option", { value: "soft" }, "Soft: the device's consent hook may defer"), h("option", { value: "download-only" }, "Download only: install on release"));
+  const windowCron = h("input", { id: "deployment-window", placeholder: "cron, e.g. 0 22 * * MON-FRI (empty: any time)" });
+  const windowMinutes = h("input", { id: "deployment-window-minutes", type: "number", min: 1, max: 10080, value: "60" });
+  const zone = h("input", { id: "deployment-tz", value: Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC" });
   const planBox = h("div", {});
   let planned = null; // the digest of the plan shown, sent as expect_plan
   const halt = h("div", { class: "card", id: "halt" });
@@ -459,6 +476,11 @@ async function deploymentsPage() {
       b.rollout = { advance: advance.value };
       if (failure.value !== "") b.rollout.failure_threshold = Number(failure.value);
       if (success.value !== "" && advance.value === "auto") b.rollout.success_threshold = Number(success.value);
+    }
+    if (install.value !== "forced" || windowCron.value.trim() !== "") {
+      b.rollout = b.rollout || {};
+      if (install.value !== "forced") b.rollout.install = install.value;
+      if (windowCron.value.trim() !== "") b.rollout.window = { cron: windowCron.value.trim(), duration_seconds: Math.round(Number(windowMinutes.value) * 60), time_zone: zone.value.trim() || "UTC" };
     }
     if (target.value === "all") b.all_devices = true;
     else if (isDynamic()) b.filter_id = target.value.slice(4);
@@ -505,9 +527,13 @@ async function deploymentsPage() {
       h("label", { for: "deployment-advance" }, "Next phase opens"), advance,
       h("div", { class: "row" }, h("div", {}, h("label", { for: "deployment-success" }, "Success threshold %"), success),
         h("div", {}, h("label", { for: "deployment-failure" }, "Pause above failure %"), failure)),
+      h("label", { for: "deployment-install" }, "Install"), install,
+      h("label", { for: "deployment-window" }, "Maintenance window (devices download outside it, install inside)"), windowCron,
+      h("div", { class: "row" }, h("div", {}, h("label", { for: "deployment-window-minutes" }, "Window length (minutes)"), windowMinutes),
+        h("div", {}, h("label", { for: "deployment-tz" }, "Time zone"), zone)),
       err, planBox,
       h("p", { class: "row" }, planButton, h("button", { class: "primary", type: "submit", id: "deployment-create" }, "Create deployment"))]);
-  for (const input of [phases, advance, success, failure, name]) input.addEventListener("change", () => { planned = null; planBox.replaceChildren(); });
+  for (const input of [phases, advance, success, failure, name, install, windowCron, windowMinutes, zone]) input.addEventListener("change", () => { planned = null; planBox.replaceChildren(); });
   render(seq, h("h1", {}, "Deployments"), halt, form, h("h2", {}, "All deployments"), deploymentTable(list, "No deployment yet."));
   drawHalt();
   if (names.length) summary();

@@ -238,6 +238,20 @@ pub(crate) struct DeploymentSpec {
     /// How many times a device whose install fails starts over (Mender's `retries`).
     #[arg(long)]
     pub(crate) retries: Option<u32>,
+    /// A maintenance window: a cron expression of when it opens (five fields, e.g.
+    /// `0 22 * * MON-FRI`); outside it devices download but do not install.
+    #[arg(long, requires = "window_duration")]
+    pub(crate) window: Option<String>,
+    /// How long each opening of the window lasts, in seconds.
+    #[arg(long, requires = "window")]
+    pub(crate) window_duration: Option<u64>,
+    /// The window's IANA time zone (default UTC).
+    #[arg(long, requires = "window")]
+    pub(crate) time_zone: Option<String>,
+    /// How devices install: forced (default), soft (the device's consent hook may defer) or
+    /// download-only (download now, install on `deployments release`).
+    #[arg(long, value_parser = ["forced", "soft", "download-only"])]
+    pub(crate) install: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -272,6 +286,11 @@ pub(crate) enum DeploymentsCommand {
     },
     /// Open a phased deployment's next phase now.
     Advance {
+        /// Deployment id.
+        id: String,
+    },
+    /// Let a deployment's devices install now, whatever its window or download-only policy.
+    Release {
         /// Deployment id.
         id: String,
     },

@@ -162,7 +162,10 @@ async fn next_deployment(
     let aloft = a.install.map(|i| InstallControl {
         install: i.policy,
         hold: i.hold.map(|h| h.text(rfc3339)),
-        until: i.hold.and_then(|h| h.until()).map(rfc3339),
+        until: i
+            .hold
+            .and_then(crate::domain::rollouts::Hold::until)
+            .map(rfc3339),
     });
     let (uri, expire) = download_link(st, &a.artifact, host).await?;
     Ok(Some(DeploymentInstructions {

@@ -239,6 +239,67 @@ fn aloftctl_logs_in_uploads_deploys_and_watches_to_completion() {
         "{}",
         String::from_utf8_lossy(&beyond.stderr)
     );
+    // Install control (while the halt holds the device back): a window in a time zone and
+    // download-only, shown with what holds it, released once.
+    let staged = |window: &str| {
+        run(
+            &config,
+            &[
+                "deployments",
+                "create",
+                "--artifact",
+                "app-2",
+                "--device",
+                &id,
+                "--window",
+                window,
+                "--window-duration",
+                "3600",
+                "--time-zone",
+                "Europe/Oslo",
+                "--install",
+                "download-only",
+                "--json",
+            ],
+        )
+    };
+    let bad = staged("every night");
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("must have five fields"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    let out = staged("0 3 * * *");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let staged: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let staged = staged["id"].as_str().unwrap().to_owned();
+    let d = app
+        .get(&format!(
+            "/api/management/v1/deployments/deployments/{staged}"
+        ))
+        .expect(200)
+        .json();
+    let options = &d["rollout"]["options"];
+    assert_eq!(options["install"], "download-only", "{d}");
+    assert_eq!(
+        options["window"],
+        json!({"cron": "0 3 * * *", "duration_seconds": 3600, "time_zone": "Europe/Oslo"})
+    );
+    let shown = run(&config, &["deployments", "show", &staged]);
+    let shown = String::from_utf8_lossy(&shown.stdout).into_owned();
+    assert!(shown.contains("installs held"), "{shown}");
+    ctl(&config, &["deployments", "release", &staged, "--json"]);
+    let again = run(&config, &["deployments", "release", &staged]);
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already released"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    ctl(&config, &["deployments", "abort", &staged, "--json"]);
     ctl(&config, &["deployments", "unhalt", "--json"]);
     let free = ctl(&config, &["deployments", "halt", "--status", "--json"]);
     assert_eq!(free["halted"], false, "{free}");

@@ -550,15 +550,7 @@ fn web_ui_plans_a_phased_rollout_advances_it_shows_its_automatic_pause_and_resum
     assert_eq!(phases, json!("1,1,2"), "devices per phase in the plan");
     b.screenshot("11-rollout-plan");
     b.click("#deployment-create");
-    b.wait_text("tbody", "phased in the browser", 10);
-    let opened = (0..5).any(|_| {
-        if b.js("return location.hash;").as_str() == Some("#/deployments") {
-            b.click("tr[data-deployment] a");
-        }
-        b.try_wait_text("main h1", "phased in the browser", 4)
-            .is_ok()
-    });
-    assert!(opened, "the deployment's page did not open from the list");
+    open_newest(&b, "phased in the browser");
     b.wait_text("#rollout-phase", "Phase 1 of 3", 10);
     let d = app
         .get("/api/management/v1/deployments/deployments")
@@ -650,9 +642,86 @@ fn web_ui_plans_a_phased_rollout_advances_it_shows_its_automatic_pause_and_resum
     b.screenshot("15-fleet-halt");
     b.click("#halt-toggle");
     b.wait_text("#halt-status", "Not engaged", 10);
+
+    // Download-only from the form: every device downloads and verifies, then waits; the page
+    // says why; Release lets them install.
+    app.upload_ok(&rootfs_artifact(
+        work.path(),
+        "release-3",
+        "sim-board",
+        1 << 20,
+    ));
+    b.go(&format!("{base}/ui/#/artifacts"));
+    b.wait_text("main", "release-3", 10);
+    b.go(&format!("{base}/ui/#/deployments"));
+    b.wait_text("#deployment-summary", "4 devices", 10);
+    b.js("for (const [id, v] of [['#deployment-artifact', 'release-3'], ['#deployment-install', 'download-only']]) { const s = document.querySelector(id); s.value = v; s.dispatchEvent(new Event('change')); } return 0;");
+    b.type_into("#deployment-name", "staged in the browser");
+    b.click("#deployment-create");
+    open_newest(&b, "staged in the browser");
+    b.wait_text("#rollout-install", "Download-only", 10);
+    b.wait_text(
+        "#rollout-held",
+        "Installs held: download-only: waiting for the operator's release",
+        10,
+    );
+    let staged = app
+        .get("/api/management/v1/deployments/deployments")
+        .expect(200)
+        .json()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wait_for(120, "every device to download and wait", || {
+        let waiting = crate::rollouts::statuses(&app, &staged)
+            .values()
+            .filter(|s| *s == "pause_before_installing")
+            .count();
+        (waiting == 4).then_some(())
+    });
+    b.screenshot("16-download-only-held");
+    b.click("#rollout-release");
+    b.wait_text("#rollout-install", "Released", 10);
+    wait_for(180, "the released installs to finish", || {
+        let dep = app
+            .get(&format!(
+                "/api/management/v1/deployments/deployments/{staged}"
+            ))
+            .expect(200)
+            .json();
+        (dep["status"] == "finished").then_some(())
+    });
+    let done = crate::rollouts::statuses(&app, &staged);
+    assert_eq!(
+        done.values().filter(|s| *s == "success").count(),
+        3,
+        "all but the device whose slot B is broken: {done:?}"
+    );
+    b.wait_text("#deployment-status", "failed", 20);
+    assert_eq!(
+        b.js("return document.querySelector('#rollout-held') === null;"),
+        json!(true),
+        "nothing holds a finished deployment"
+    );
+    b.screenshot("17-download-only-released");
     let errors = b.console_errors();
     assert!(errors.is_empty(), "console errors: {errors:?}");
     for dev in &mut daemons {
         dev.kill();
     }
+}
+
+/// Opens the newest deployment's page from the list (the list may still be drawing).
+fn open_newest(b: &Browser, name: &str) {
+    if let Err(e) = b.try_wait_text("tbody", name, 10) {
+        let form = b.js("return [...document.querySelectorAll('form .error')].map(e => e.textContent).join(' | ');");
+        panic!("{e}; the form says {form}");
+    }
+    let opened = (0..5).any(|_| {
+        if b.js("return location.hash;").as_str() == Some("#/deployments") {
+            b.click("tr[data-deployment] a");
+        }
+        b.try_wait_text("main h1", name, 4).is_ok()
+    });
+    assert!(opened, "the deployment's page did not open from the list");
 }

@@ -20,3 +20,4 @@ mod rollouts;
 mod s3;
 mod serve;
 mod vm;
+mod windows;

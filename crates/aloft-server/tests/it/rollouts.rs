@@ -683,8 +683,8 @@ fn a_plan_lists_every_device_with_its_outcome_and_the_rollout_does_what_it_said(
 }
 
 #[test]
-fn the_concurrency_cap_and_the_rate_limit_hold_devices_back() {
-    let app = TestApp::start();
+fn the_concurrency_cap_and_the_rate_limit_hold_devices_back_over_a_moved_clock() {
+    let app = crate::windows::movable();
     let work = tempfile::tempdir().unwrap();
     app.upload_ok(&artifact_with(work.path(), "release-2", "board-a", &[]));
     let old = [("artifact_name", "release-1")];
@@ -710,6 +710,11 @@ fn the_concurrency_cap_and_the_rate_limit_hold_devices_back() {
     assert_eq!(r.status, 204, "{}", r.text());
     assert!(fleet[3].next(&app).is_none(), "three started this minute");
     assert_eq!(statuses(&app, &d)[&fleet[3].id], "pending");
+    // 59 seconds on, the minute still holds it; a minute on, it starts (one installs now).
+    crate::windows::move_clock(&app, 59);
+    assert!(fleet[3].next(&app).is_none(), "still within the minute");
+    crate::windows::move_clock(&app, 2);
+    assert!(fleet[3].next(&app).is_some(), "the minute passed");
     // A limit that may not apply to a plain deployment is refused.
     let bad = app
         .post(

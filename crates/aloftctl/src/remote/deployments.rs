@@ -100,6 +100,7 @@ pub(crate) fn deployments(args: &ServerArgs, command: DeploymentsCommand) -> Res
         }
         DeploymentsCommand::Resume { id } => rollout_command(&r, &id, "resume", "resumed"),
         DeploymentsCommand::Advance { id } => rollout_command(&r, &id, "advance", "advanced"),
+        DeploymentsCommand::Release { id } => rollout_command(&r, &id, "release", "released"),
         DeploymentsCommand::Halt { reason, status } => {
             if !status {
                 r.call(
@@ -170,6 +171,16 @@ fn deployment_body(r: &Remote, spec: &DeploymentSpec) -> Result<(Value, Target)>
             body[k] = v;
         }
     }
+    if let Some(cron) = &spec.window {
+        let mut window = json!({"cron": cron, "duration_seconds": spec.window_duration});
+        if let Some(tz) = &spec.time_zone {
+            window["time_zone"] = json!(tz);
+        }
+        rollout_field(&mut body, "window", window)?;
+    }
+    if let Some(policy) = &spec.install {
+        rollout_field(&mut body, "install", json!(policy))?;
+    }
     if let Some(g) = &spec.group {
         return Ok((body, Target::Group(g.clone())));
     }
@@ -193,6 +204,21 @@ fn deployment_body(r: &Remote, spec: &DeploymentSpec) -> Result<(Value, Target)>
         body["devices"] = json!(ids);
     }
     Ok((body, Target::Listed))
+}
+
+/// Sets `rollout.<key>` of a create body, refusing a plan file that set it too.
+fn rollout_field(body: &mut Value, key: &str, value: Value) -> Result<()> {
+    if body["rollout"].is_null() {
+        body["rollout"] = json!({});
+    }
+    if !body["rollout"].is_object() {
+        bail!("rollout must be a JSON object");
+    }
+    if !body["rollout"][key].is_null() {
+        bail!("rollout.{key} is given twice: by an option and by the plan file");
+    }
+    body["rollout"][key] = value;
+    Ok(())
 }
 
 /// A plan as a table: one row per phase, then each skipped device with why, then totals.
@@ -288,6 +314,16 @@ fn show_deployment(r: &Remote, id: &str) -> Result<()> {
             verdict(&d),
             counters(&d.statistics),
         ]);
+        if let Some(info) = &d.rollout {
+            for (what, text) in [
+                ("paused", &info.paused),
+                ("installs held", &info.install_held),
+            ] {
+                if let Some(text) = text {
+                    rows.push(vec![what.into(), String::new(), text.clone()]);
+                }
+            }
+        }
         for x in &devices {
             let mut detail = x.substate.clone().unwrap_or_default();
             if x.retried > 0 {
