@@ -543,6 +543,42 @@ pub struct RolloutOptions {
     /// How devices install: at once, after the device's consent, or when released.
     #[serde(default)]
     pub install: InstallPolicy,
+    /// Webhooks asked before a phase advances by itself (`time` or `auto`): each must answer
+    /// 2xx, beside the built-in gates. An operator's advance does not ask them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<WebhookGate>,
+}
+
+/// A webhook a rollout asks before a phase advances by itself: the server POSTs the rollout's
+/// standing as JSON ([`GateQuestion`]) and advances only on a 2xx answer; any other answer,
+/// or none within the timeout, keeps the phase closed and is asked again later.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct WebhookGate {
+    /// An `https://` (or `http://`) URL.
+    pub url: String,
+    /// Seconds to wait for the answer (1 to 60, default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u64>,
+}
+
+/// What a webhook gate is sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GateQuestion {
+    /// The deployment.
+    pub deployment_id: String,
+    /// Its name.
+    pub name: String,
+    /// Its artifact.
+    pub artifact_name: String,
+    /// The phase that would open, from 1.
+    pub phase: u32,
+    /// How many phases it has.
+    pub phases: u32,
+    /// The open phases' devices per status group, phase by phase.
+    pub open_phases: Vec<crate::status::Counts>,
 }
 
 /// A recurring maintenance window: it opens at each time the cron expression names, in its
@@ -645,6 +681,9 @@ pub struct RolloutInfo {
     /// RFC 3339: when an operator released the installs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub released: Option<String>,
+    /// Why a webhook gate keeps the next phase closed (its last answer), while it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate_held: Option<String>,
     /// Its options.
     pub options: RolloutOptions,
 }

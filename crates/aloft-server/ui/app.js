@@ -414,6 +414,7 @@ function rolloutView(d) {
     r.halted ? h("p", { class: "error", id: "rollout-halted" }, "Held by the fleet-wide halt.") : "",
     installText(r.options, r.released) ? h("p", { class: "muted", id: "rollout-install" }, installText(r.options, r.released)) : "",
     running && r.install_held ? h("p", { class: "error", id: "rollout-held", role: "status" }, `Installs held: ${r.install_held}`) : "",
+    running && r.gate_held ? h("p", { class: "error", id: "rollout-gate", role: "status" }, `Next phase held by a webhook gate: ${r.gate_held}`) : "",
     h("div", { class: "scroll" }, h("table", { id: "rollout-phases" }, h("thead", {}, h("tr", {}, h("th", {}, "Phase"), h("th", {}, "Open"), h("th", {}, "Devices"), h("th", {}, "Succeeded"), h("th", {}, "Failed"), h("th", {}, "Running"), h("th", {}, "Pending"))),
       h("tbody", {}, (d.phases || []).map((p) => h("tr", { "data-phase": p.id }, h("td", {}, p.id), h("td", {}, p.open ? "yes" : (p.start_ts ? `at ${when(p.start_ts)}` : "not yet")), h("td", {}, p.device_count),
         h("td", {}, p.summary.success), h("td", {}, p.summary.failure), h("td", {}, p.summary.in_progress), h("td", {}, p.summary.pending)))))),

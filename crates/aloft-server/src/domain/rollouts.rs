@@ -23,6 +23,14 @@ pub const MAX_PHASES: usize = 100;
 pub const MAX_SOAK_SECONDS: u64 = 30 * 86_400;
 /// Most canaries a rollout may list.
 pub const MAX_CANARIES: usize = 10_000;
+/// Most webhook gates a rollout may have.
+pub const MAX_GATES: usize = 4;
+/// Longest wait for a webhook gate's answer, and the default.
+pub const GATE_TIMEOUT_MAX: u64 = 30;
+/// The default wait for a webhook gate's answer.
+pub const GATE_TIMEOUT_DEFAULT: u64 = 10;
+/// How long after a refusing answer the webhook gates are asked again (µs).
+pub const GATE_RETRY_US: i64 = 30_000_000;
 
 /// How big a phase is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +82,12 @@ pub struct State {
     /// UNIX µs: when an operator released the installs (whatever the window or the policy).
     #[serde(default)]
     pub released: Option<i64>,
+    /// Why a webhook gate keeps the next phase closed (its last answer).
+    #[serde(default)]
+    pub gate_held: Option<String>,
+    /// UNIX µs: when the webhook gates were last asked and refused.
+    #[serde(default)]
+    pub gate_checked: Option<i64>,
 }
 
 impl State {
@@ -87,6 +101,8 @@ impl State {
             acknowledged_failures: 0,
             acknowledged_unhealthy: 0,
             released: None,
+            gate_held: None,
+            gate_checked: None,
         }
     }
 }
@@ -232,6 +248,7 @@ fn check_options(o: &RolloutOptions, phases: &[PhasePlan]) -> Result<(), String>
     if let Some(w) = &o.window {
         Window::parse(w)?;
     }
+    check_gates(o)?;
     if o.canaries.len() > MAX_CANARIES {
         return Err(format!("at most {MAX_CANARIES} canaries"));
     }
@@ -264,6 +281,78 @@ fn check_options(o: &RolloutOptions, phases: &[PhasePlan]) -> Result<(), String>
     if o.advance != AdvanceMode::Auto && (o.success_threshold.is_some() || o.soak_seconds.is_some())
     {
         return Err("success_threshold and soak_seconds go with advance \"auto\"".into());
+    }
+    Ok(())
+}
+
+fn check_gates(o: &RolloutOptions) -> Result<(), String> {
+    if o.gates.len() > MAX_GATES {
+        return Err(format!("at most {MAX_GATES} gates"));
+    }
+    if !o.gates.is_empty() && o.advance == AdvanceMode::Manual {
+        return Err(
+            "gates go with advance \"time\" or \"auto\" (an operator's advance asks none)".into(),
+        );
+    }
+    for (i, g) in o.gates.iter().enumerate() {
+        let n = i + 1;
+        let scheme_ok = g.url.starts_with("https://") || g.url.starts_with("http://");
+        let host = g.url.split_once("://").map_or("", |(_, rest)| {
+            rest.split(['/', '?', '#']).next().unwrap_or_default()
+        });
+        if !scheme_ok
+            || host.is_empty()
+            || g.url.len() > 2048
+            || g.url.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(format!(
+                "gates[{n}].url must be an http:// or https:// URL of at most 2048 characters"
+            ));
+        }
+        if g.timeout_seconds
+            .is_some_and(|t| t == 0 || t > GATE_TIMEOUT_MAX)
+        {
+            return Err(format!(
+                "gates[{n}].timeout_seconds must be from 1 to {GATE_TIMEOUT_MAX}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A gate's URL as logs and operators see it: without credentials, query or fragment (where
+/// a monitoring system's token would be).
+pub fn shown_url(url: &str) -> String {
+    let cut = url.find(['?', '#']).unwrap_or(url.len());
+    let url = &url[..cut];
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let host = authority.rsplit('@').next().unwrap_or(authority);
+            format!("{scheme}://{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// Whether the webhook gates may be asked now: never asked, or refused long enough ago.
+pub fn gate_due(state: &State, now: i64) -> bool {
+    state
+        .gate_checked
+        .is_none_or(|t| now >= t.saturating_add(GATE_RETRY_US))
+}
+
+/// The gates' verdict from their answers in order (an HTTP status, or why there was none):
+/// every one 2xx lets the phase open; the first other says why not.
+pub fn gate_verdict(answers: &[(String, Result<u16, String>)]) -> Result<(), String> {
+    for (url, answer) in answers {
+        match answer {
+            Ok(code) if (200..300).contains(code) => {}
+            Ok(code) => return Err(format!("gate {} answered {code}", shown_url(url))),
+            Err(why) => {
+                return Err(format!("gate {} did not answer: {why}", shown_url(url)));
+            }
+        }
     }
     Ok(())
 }
@@ -522,6 +611,9 @@ pub enum Step {
     Pause(String),
     /// Abort the deployment, for this reason.
     Abort(String),
+    /// A webhook gate refused the advance `decide` asked for, for this reason (asked again
+    /// after [`GATE_RETRY_US`]).
+    GateHeld(String),
 }
 
 fn applicable(c: &Counts) -> u64 {
@@ -599,8 +691,14 @@ pub fn apply(state: &State, step: &Step, now: i64) -> State {
             s.phase += 1;
             s.phase_ts = now;
             s.met_ts = None;
+            s.gate_held = None;
+            s.gate_checked = None;
         }
         Step::Met(t) => s.met_ts = Some(*t),
+        Step::GateHeld(reason) => {
+            s.gate_held = Some(reason.clone());
+            s.gate_checked = Some(now);
+        }
         Step::Pause(reason) | Step::Abort(reason) => s.paused = Some(reason.clone()),
     }
     s
@@ -1496,5 +1594,94 @@ mod tests {
         bad.window.as_mut().unwrap().cron = "0 25 * * *".into();
         let e = Plan::parse(None, Some(&bad), aloft_api::time::parse_rfc3339).unwrap_err();
         assert!(e.contains("window.cron"), "{e}");
+    }
+
+    #[test]
+    fn webhook_gates_are_checked_asked_again_later_and_shown_without_secrets() {
+        use aloft_api::management::WebhookGate;
+        let gate = |url: &str, timeout| WebhookGate {
+            url: url.into(),
+            timeout_seconds: timeout,
+        };
+        let with = |advance, gates: Vec<WebhookGate>| RolloutOptions {
+            advance,
+            gates,
+            ..RolloutOptions::default()
+        };
+        let phases = [phase(None, Some(1), None), phase(None, None, None)];
+        let ok = gate("https://grafana.example/api/ok", None);
+        for (o, want) in [
+            (with(AdvanceMode::Auto, vec![ok.clone()]), Ok(())),
+            (
+                with(AdvanceMode::Manual, vec![ok.clone()]),
+                Err("go with advance"),
+            ),
+            (
+                with(AdvanceMode::Auto, vec![ok.clone(); 5]),
+                Err("at most 4"),
+            ),
+            (
+                with(AdvanceMode::Auto, vec![gate("ftp://x/y", None)]),
+                Err("gates[1].url"),
+            ),
+            (
+                with(AdvanceMode::Auto, vec![gate("https://", None)]),
+                Err("gates[1].url"),
+            ),
+            (
+                with(AdvanceMode::Auto, vec![gate("https://a b", None)]),
+                Err("gates[1].url"),
+            ),
+            (
+                with(AdvanceMode::Auto, vec![gate("https://a", Some(0))]),
+                Err("timeout_seconds"),
+            ),
+            (
+                with(AdvanceMode::Auto, vec![gate("https://a", Some(31))]),
+                Err("timeout_seconds"),
+            ),
+        ] {
+            let got = parse(&phases, Some(&o)).map(|_| ());
+            match want {
+                Ok(()) => assert_eq!(got, Ok(()), "{o:?}"),
+                Err(why) => assert!(got.as_ref().unwrap_err().contains(why), "{o:?}: {got:?}"),
+            }
+        }
+        assert_eq!(
+            shown_url("https://user:secret@mon.example:8443/check?token=abc#x"),
+            "https://mon.example:8443/check"
+        );
+        let answers = |list: &[(&str, Result<u16, &str>)]| -> Vec<(String, Result<u16, String>)> {
+            list.iter()
+                .map(|(u, a)| ((*u).to_owned(), a.map_err(str::to_owned)))
+                .collect()
+        };
+        assert_eq!(
+            gate_verdict(&answers(&[
+                ("https://a/x", Ok(204)),
+                ("https://b/y", Ok(200))
+            ])),
+            Ok(())
+        );
+        assert_eq!(
+            gate_verdict(&answers(&[
+                ("https://a/x", Ok(200)),
+                ("https://b/y?k=1", Ok(503))
+            ])),
+            Err("gate https://b/y answered 503".into())
+        );
+        assert_eq!(
+            gate_verdict(&answers(&[("https://a/x", Err("timed out"))])),
+            Err("gate https://a/x did not answer: timed out".into())
+        );
+        // Refused: asked again only after the retry time; an advance clears it.
+        let s = State::start(0);
+        assert!(gate_due(&s, 0));
+        let held = apply(&s, &Step::GateHeld("gate answered 503".into()), 10);
+        assert_eq!(held.gate_held.as_deref(), Some("gate answered 503"));
+        assert!(!gate_due(&held, 10 + GATE_RETRY_US - 1));
+        assert!(gate_due(&held, 10 + GATE_RETRY_US));
+        let advanced = apply(&held, &Step::Advance, 20);
+        assert_eq!((advanced.gate_held, advanced.gate_checked), (None, None));
     }
 }

@@ -97,6 +97,7 @@ impl RolloutView {
             threshold_met: rfc3339_opt(r.state.met_ts),
             install_held: r.install_held.map(|h| h.text(rfc3339)),
             released: rfc3339_opt(r.state.released),
+            gate_held: r.state.gate_held.clone(),
             options: r.plan.options.clone(),
         }
     }

@@ -10,6 +10,7 @@ pub mod artifacts;
 pub mod deltas;
 pub mod deployments;
 pub mod dynamic;
+pub mod gates;
 pub mod inventory;
 pub mod plans;
 pub mod rollouts;

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use aloft_api::management::GateQuestion;
 use aloft_api::status::{Counts, DeviceDeploymentStatus};
 
 use super::deployments::deployment_changed;
@@ -241,8 +242,13 @@ pub fn json(state: &State) -> String {
 }
 
 /// Applies what the rules decide for a rollout now, step by step (a threshold met with no
-/// soak advances at once); publishes each change.
+/// soak advances at once); publishes each change. An advance that webhook gates guard is left
+/// to the periodic job ([`tick`]), which asks them: a report never waits on a webhook.
 pub async fn evaluate(ctx: Ctx<'_>, id: &str) -> ServiceResult<()> {
+    evaluate_asking(ctx, id, false).await
+}
+
+async fn evaluate_asking(ctx: Ctx<'_>, id: &str, ask_gates: bool) -> ServiceResult<()> {
     for _ in 0..ATTEMPTS {
         let Some(row) = ctx.store.deployment(id).await? else {
             return Ok(());
@@ -256,9 +262,30 @@ pub async fn evaluate(ctx: Ctx<'_>, id: &str) -> ServiceResult<()> {
         let (counts, _) = counts(ctx, id, plan.phases.len()).await?;
         let now = ctx.now();
         let health = cohorts(ctx, &row, &plan, now).await?;
-        let Some(step) = rules::decide(&plan, &state, &counts, health, now) else {
+        let Some(mut step) = rules::decide(&plan, &state, &counts, health, now) else {
             return Ok(());
         };
+        if step == Step::Advance && !plan.options.gates.is_empty() {
+            if !ask_gates || !rules::gate_due(&state, now) {
+                return Ok(());
+            }
+            let open = usize::try_from(state.phase).unwrap_or(usize::MAX);
+            let question = GateQuestion {
+                deployment_id: row.id.clone(),
+                name: row.name.clone(),
+                artifact_name: row.artifact_name.clone(),
+                phase: state.phase + 2,
+                phases: u32::try_from(plan.phases.len()).unwrap_or(u32::MAX),
+                open_phases: counts
+                    .iter()
+                    .take(open.saturating_add(1))
+                    .copied()
+                    .collect(),
+            };
+            if let Err(reason) = super::gates::ask(&plan.options.gates, &question).await {
+                step = Step::GateHeld(reason);
+            }
+        }
         let next = rules::apply(&state, &step, now);
         if !swap(ctx, id, &state, &next).await? {
             continue; // another replica moved it: decide again from what it stored
@@ -273,6 +300,14 @@ pub async fn evaluate(ctx: Ctx<'_>, id: &str) -> ServiceResult<()> {
             }
             Step::Pause(reason) => {
                 tracing::warn!(deployment.id = %id, reason = %reason, "rollout paused");
+            }
+            Step::GateHeld(reason) => {
+                tracing::info!(deployment.id = %id, reason = %reason, "a webhook gate keeps the next phase closed");
+                if state.gate_held.as_ref() == Some(reason) {
+                    return Ok(()); // asked again, same answer: nothing to tell
+                }
+                deployment_changed(ctx, id).await;
+                return Ok(());
             }
             Step::Abort(reason) => {
                 tracing::warn!(deployment.id = %id, reason = %reason, "rollout aborted");
@@ -323,7 +358,7 @@ pub async fn command(ctx: Ctx<'_>, id: &str, cmd: Command) -> ServiceResult<()> 
 /// The periodic job: every active rollout evaluated (start times and soaks end by the clock).
 pub async fn tick(ctx: Ctx<'_>) -> ServiceResult<()> {
     for row in ctx.store.active_rollouts().await? {
-        if let Err(e) = evaluate(ctx, &row.id).await {
+        if let Err(e) = evaluate_asking(ctx, &row.id, true).await {
             tracing::warn!(deployment.id = %row.id, error = %e, "cannot evaluate a rollout");
         }
     }

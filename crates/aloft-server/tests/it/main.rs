@@ -11,6 +11,7 @@ mod delta;
 mod demo;
 mod deployments;
 mod dynamic;
+mod gates;
 mod hostile;
 mod hostile_server;
 mod management;
