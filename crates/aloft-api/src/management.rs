@@ -634,6 +634,10 @@ pub struct HealthGate {
     pub margin: u32,
     /// Seconds without a check-in after which a device counts as offline.
     pub offline_after_seconds: u64,
+    /// When the gate stops the rollout, also deploy the release most of its devices ran
+    /// before (recorded at creation) to the devices it updated.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub roll_back: bool,
 }
 
 /// One phase of a deployment as it stands.

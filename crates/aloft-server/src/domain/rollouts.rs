@@ -60,6 +60,10 @@ pub struct Plan {
     pub phases: Vec<PhasePlan>,
     /// The options, as given (defaults filled in by the accessors below).
     pub options: RolloutOptions,
+    /// The release most of its devices ran when it was made: what the health gate's
+    /// `roll_back` deploys to the updated devices.
+    #[serde(default)]
+    pub previous: Option<String>,
 }
 
 /// Where a rollout stands; stored with the deployment and changed only by compare-and-set.
@@ -196,6 +200,7 @@ impl Plan {
         Ok(Some(Self {
             phases: out,
             options,
+            previous: None,
         }))
     }
 
@@ -636,10 +641,7 @@ pub fn decide(
         FailureAction::Pause => Step::Pause(reason),
         FailureAction::Abort => Step::Abort(reason),
     };
-    if let (Some(gate), Some((updated, control))) = (plan.options.health, health)
-        && updated.unhealthy() > state.acknowledged_unhealthy
-        && let Some(reason) = compare(updated, control, gate.margin)
-    {
+    if let Some(reason) = health_stop(plan, state, health) {
         return Some(stop(reason));
     }
     let open = usize::try_from(state.phase).unwrap_or(usize::MAX);
@@ -681,6 +683,36 @@ pub fn decide(
             }
         }
     }
+}
+
+/// Why the health gate stops the rollout now, if it does: the updated cohort is unhealthier
+/// than the control by more than the margin, with more unhealthy devices than an operator
+/// accepted when resuming.
+pub fn health_stop(plan: &Plan, state: &State, health: Option<(Cohort, Cohort)>) -> Option<String> {
+    let (gate, (updated, control)) = (plan.options.health?, health?);
+    if updated.unhealthy() <= state.acknowledged_unhealthy {
+        return None;
+    }
+    compare(updated, control, gate.margin)
+}
+
+/// The release most of `installed` (what a rollout's devices run) name, other than the one
+/// being deployed; ties go to the first in name order. `None` when none is known.
+pub fn previous_release<'a>(
+    installed: impl IntoIterator<Item = &'a str>,
+    target: &str,
+) -> Option<String> {
+    let mut counts: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+    for name in installed {
+        if !name.is_empty() && name != target {
+            *counts.entry(name).or_default() += 1;
+        }
+    }
+    let most = counts.values().copied().max()?;
+    counts
+        .into_iter()
+        .find(|(_, n)| *n == most)
+        .map(|(name, _)| name.to_owned())
 }
 
 /// The state after `step` (an abort leaves it to the deployment).
@@ -1129,6 +1161,7 @@ mod tests {
                 advance,
                 ..RolloutOptions::default()
             },
+            previous: None,
         }
     }
 
@@ -1393,6 +1426,7 @@ mod tests {
         p.options.health = Some(aloft_api::management::HealthGate {
             margin: 20,
             offline_after_seconds: 60,
+            roll_back: false,
         });
         let s = State::start(0);
         let c = vec![counts(2, 0, 0, 2), counts(0, 0, 0, 4)];
@@ -1683,5 +1717,22 @@ mod tests {
         assert!(gate_due(&held, 10 + GATE_RETRY_US));
         let advanced = apply(&held, &Step::Advance, 20);
         assert_eq!((advanced.gate_held, advanced.gate_checked), (None, None));
+    }
+
+    #[test]
+    fn a_roll_back_goes_to_the_release_most_devices_ran_before() {
+        for (installed, want) in [
+            (vec!["r1", "r1", "r0"], Some("r1")),
+            (vec!["r0", "r1"], Some("r0")),
+            (vec!["r2", "r2", "r1"], Some("r1")),
+            (vec!["r2", ""], None),
+            (vec![], None),
+        ] {
+            assert_eq!(
+                previous_release(installed.iter().copied(), "r2").as_deref(),
+                want,
+                "{installed:?}"
+            );
+        }
     }
 }

@@ -363,6 +363,12 @@ pub async fn create(ctx: Ctx<'_>, d: NewDeployment) -> ServiceResult<String> {
         Some(plan) => rollouts::deal(ctx, plan, &devices).await?,
         None => Vec::new(),
     };
+    let mut plan = d.plan.clone();
+    if let Some(p) = plan.as_mut()
+        && p.options.health.is_some_and(|h| h.roll_back)
+    {
+        p.previous = rollouts::previous_release(ctx, &devices, &d.artifact_name).await?;
+    }
     if let Some(want) = &d.expect_plan {
         let flat;
         let dealt = if d.plan.is_some() {
@@ -390,11 +396,10 @@ pub async fn create(ctx: Ctx<'_>, d: NewDeployment) -> ServiceResult<String> {
         groups: groups.clone(),
         force_installation: d.force,
         all_devices: matches!(d.target, Target::All),
-        rollout: d
-            .plan
+        rollout: plan
             .as_ref()
             .map(|p| serde_json::to_string(p).unwrap_or_default()),
-        rollout_state: d.plan.as_ref().map(|_| rollouts::json(&State::start(now))),
+        rollout_state: plan.as_ref().map(|_| rollouts::json(&State::start(now))),
         retries: d.retries,
         filter: match &d.target {
             Target::Filter(f) => Some(serde_json::to_string(f).unwrap_or_default()),

@@ -192,6 +192,78 @@ pub async fn deal(ctx: Ctx<'_>, plan: &Plan, devices: &[String]) -> ServiceResul
         .collect())
 }
 
+/// The release most of `devices` run now (their inventory's `artifact_name`), other than
+/// `target` ([`rules::previous_release`]).
+pub async fn previous_release(
+    ctx: Ctx<'_>,
+    devices: &[String],
+    target: &str,
+) -> ServiceResult<Option<String>> {
+    let mut names = Vec::with_capacity(devices.len());
+    for chunk in devices.chunks(1000) {
+        for (_, attrs) in ctx.store.inventory_of(chunk).await? {
+            if let Some(serde_json::Value::String(name)) = attrs
+                .iter()
+                .find(|a| a.scope == "inventory" && a.name == "artifact_name")
+                .map(|a| &a.value)
+            {
+                names.push(name.clone());
+            }
+        }
+    }
+    Ok(rules::previous_release(
+        names.iter().map(String::as_str),
+        target,
+    ))
+}
+
+/// After the health gate stopped `row`'s rollout: deploys the release its devices ran before
+/// to those it updated, and says so in the stop's reason (`state`, as just stored).
+async fn roll_back(
+    ctx: Ctx<'_>,
+    row: &DeploymentRow,
+    plan: &Plan,
+    state: &State,
+) -> ServiceResult<()> {
+    let (updated, _) = ctx
+        .store
+        .device_deployments(&row.id, Some("success"), 0, 0)
+        .await?;
+    let devices: Vec<String> = updated.into_iter().map(|d| d.device_id).collect();
+    let outcome = match &plan.previous {
+        None => "no roll-back: no earlier release was known when the rollout began".to_owned(),
+        Some(_) if devices.is_empty() => "no roll-back: no device was updated".to_owned(),
+        Some(previous) => {
+            let made = super::deployments::create(
+                ctx,
+                super::deployments::NewDeployment {
+                    name: format!("roll back {}", row.name),
+                    artifact_name: previous.clone(),
+                    target: super::deployments::Target::Devices(devices.clone()),
+                    force: false,
+                    retries: 0,
+                    max_devices: None,
+                    plan: None,
+                    expect_plan: None,
+                },
+            )
+            .await;
+            match made {
+                Ok(id) => format!(
+                    "rolling {} updated devices back to {previous} (deployment {id})",
+                    devices.len()
+                ),
+                Err(e) => format!("no roll-back to {previous}: {e}"),
+            }
+        }
+    };
+    tracing::warn!(deployment.id = %row.id, %outcome, "health gate roll-back");
+    let mut told = state.clone();
+    told.paused = state.paused.as_ref().map(|why| format!("{why}; {outcome}"));
+    swap(ctx, &row.id, state, &told).await?;
+    Ok(())
+}
+
 /// The updated and the control cohorts of a rollout with a health gate, at `now`. A device
 /// counts as offline when its last recorded contact, or the rollout's start when it is later
 /// (contacts are written in batches, a new device may not have one yet), is older than the
@@ -262,6 +334,7 @@ async fn evaluate_asking(ctx: Ctx<'_>, id: &str, ask_gates: bool) -> ServiceResu
         let (counts, _) = counts(ctx, id, plan.phases.len()).await?;
         let now = ctx.now();
         let health = cohorts(ctx, &row, &plan, now).await?;
+        let health_stopped = rules::health_stop(&plan, &state, health).is_some();
         let Some(mut step) = rules::decide(&plan, &state, &counts, health, now) else {
             return Ok(());
         };
@@ -289,6 +362,13 @@ async fn evaluate_asking(ctx: Ctx<'_>, id: &str, ask_gates: bool) -> ServiceResu
         let next = rules::apply(&state, &step, now);
         if !swap(ctx, id, &state, &next).await? {
             continue; // another replica moved it: decide again from what it stored
+        }
+        // The replica whose stop was stored (one, by compare-and-set) rolls back.
+        if health_stopped
+            && matches!(step, Step::Pause(_) | Step::Abort(_))
+            && plan.options.health.is_some_and(|h| h.roll_back)
+        {
+            roll_back(ctx, &row, &plan, &next).await?;
         }
         match &step {
             Step::Advance => {

@@ -731,7 +731,7 @@ fn the_concurrency_cap_and_the_rate_limit_hold_devices_back_over_a_moved_clock()
 }
 
 #[test]
-fn the_health_gate_pauses_when_updated_devices_fail_their_probe_and_not_before() {
+fn the_health_gate_pauses_when_updated_devices_fail_their_probe_and_not_before_then_rolls_back() {
     let app = TestApp::start();
     let work = tempfile::tempdir().unwrap();
     // Each device is healthy while its folder holds no `sick` file.
@@ -747,13 +747,25 @@ fn the_health_gate_pauses_when_updated_devices_fail_their_probe_and_not_before()
         "sim-board",
         1 << 20,
     ));
+    // What the simulated devices run at first: the roll-back's release.
+    app.upload_ok(&rootfs_artifact(
+        work.path(),
+        "factory-1",
+        "sim-board",
+        1 << 20,
+    ));
+    wait_for(30, "every device's inventory", || {
+        ids.iter()
+            .all(|id| inventory(&app, id, "artifact_name") == Some(json!("factory-1")))
+            .then_some(())
+    });
     let d = create(
         &app,
         &json!({
             "name": "watched", "artifact_name": "release-2", "devices": ids,
             "phases": [{"devices": 2}, {}],
             "rollout": {"advance": "manual",
-                        "health": {"margin": 20, "offline_after_seconds": 30}},
+                        "health": {"margin": 20, "offline_after_seconds": 30, "roll_back": true}},
         }),
     );
     wait_for(120, "phase 1 to succeed", || {
@@ -785,7 +797,30 @@ fn the_health_gate_pauses_when_updated_devices_fail_their_probe_and_not_before()
             n * 50
         )
     };
+    let (why, rolled) = why.split_once("; ").unwrap();
     assert!(why == reason(1) || why == reason(2), "{paused}");
+    // It rolled the updated devices back to what they ran before, in a deployment of its own.
+    let back = rolled
+        .strip_prefix("rolling 2 updated devices back to factory-1 (deployment ")
+        .and_then(|r| r.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{paused}"))
+        .to_owned();
+    let b = deployment(&app, &back);
+    assert_eq!(
+        (b["name"].as_str(), b["artifact_name"].as_str()),
+        (Some("roll back watched"), Some("factory-1")),
+        "{b}"
+    );
+    for i in &updated {
+        assert_eq!(
+            crate::daemon::final_status(&app, &back, &ids[*i], 120),
+            "success",
+            "{}",
+            daemons[*i].log_tail()
+        );
+        assert_eq!(daemons[*i].status()["artifact_name"], "factory-1");
+    }
+    assert_eq!(statuses(&app, &back).len(), 2, "only the updated devices");
     // Each sick device says so in its inventory (the gate may have acted on the first one).
     for i in &updated {
         wait_for(30, "the sick device's health in its inventory", || {
