@@ -640,6 +640,40 @@ pub struct HealthGate {
     pub roll_back: bool,
 }
 
+/// A cohort of a rollout's health comparison at one time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HealthCohort {
+    /// Devices in it.
+    pub devices: u64,
+    /// Of which fail their health probe.
+    pub failing: u64,
+    /// Of which did not check in for the gate's offline time.
+    pub offline: u64,
+}
+
+/// The health gate's comparison at one time (sampled every 30 s while the rollout runs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HealthPoint {
+    /// RFC 3339.
+    pub ts: String,
+    /// The devices the rollout updated.
+    pub updated: HealthCohort,
+    /// Its devices not yet updated.
+    pub control: HealthCohort,
+}
+
+/// `GET .../deployments/{id}/health`: a rollout's health comparison over time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RolloutHealth {
+    /// The gate's margin in percentage points.
+    pub margin: u32,
+    /// Oldest first, at most the last 2880 (a day).
+    pub samples: Vec<HealthPoint>,
+}
+
 /// One phase of a deployment as it stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -415,12 +415,51 @@ function rolloutView(d) {
     installText(r.options, r.released) ? h("p", { class: "muted", id: "rollout-install" }, installText(r.options, r.released)) : "",
     running && r.install_held ? h("p", { class: "error", id: "rollout-held", role: "status" }, `Installs held: ${r.install_held}`) : "",
     running && r.gate_held ? h("p", { class: "error", id: "rollout-gate", role: "status" }, `Next phase held by a webhook gate: ${r.gate_held}`) : "",
+    r.options.health ? healthChart(d.id) : "",
     h("div", { class: "scroll" }, h("table", { id: "rollout-phases" }, h("thead", {}, h("tr", {}, h("th", {}, "Phase"), h("th", {}, "Open"), h("th", {}, "Devices"), h("th", {}, "Succeeded"), h("th", {}, "Failed"), h("th", {}, "Running"), h("th", {}, "Pending"))),
       h("tbody", {}, (d.phases || []).map((p) => h("tr", { "data-phase": p.id }, h("td", {}, p.id), h("td", {}, p.open ? "yes" : (p.start_ts ? `at ${when(p.start_ts)}` : "not yet")), h("td", {}, p.device_count),
         h("td", {}, p.summary.success), h("td", {}, p.summary.failure), h("td", {}, p.summary.in_progress), h("td", {}, p.summary.pending)))))),
     running ? h("p", { class: "row" }, r.paused ? act("resume", "resumed") : [reason, act("pause", "paused", () => (reason.value ? { reason: reason.value } : {}))],
       r.phase < r.phases ? act("advance", "advanced") : "",
       (r.options.window || r.options.install === "download-only") && !r.released ? act("release", "released: its devices install now") : "") : "");
+}
+// An SVG element (the h() of SVG).
+function svg(tag, attrs, ...children) {
+  const el = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [k, v] of Object.entries(attrs || {})) el.setAttribute(k, v);
+  for (const c of children.flat()) if (c) el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return el;
+}
+// The health gate's comparison over time: the unhealthy share of the updated devices against
+// the devices not yet updated, and the line above which the gate stops the rollout.
+function healthChart(id) {
+  const box = h("div", { class: "chart", id: "health-chart" }, h("p", { class: "muted" }, "Loading the health comparison…"));
+  get(`/v1/deployments/deployments/${id}/health`).then((hs) => {
+    const share = (c) => (c.devices ? (100 * (c.failing + c.offline)) / c.devices : 0);
+    // One sample is drawn as a level line across the chart.
+    const pts = hs.samples.length === 1 ? [hs.samples[0], { ...hs.samples[0], ts: new Date(Date.parse(hs.samples[0].ts) + 1).toISOString() }] : hs.samples;
+    if (!pts.length) { box.replaceChildren(h("p", { class: "muted" }, "No health sample yet (one every 30 s while the rollout runs).")); return; }
+    const W = 600, H = 160, pad = 28;
+    const t0 = Date.parse(pts[0].ts), t1 = Math.max(Date.parse(pts[pts.length - 1].ts), t0 + 1);
+    const x = (p) => pad + ((Date.parse(p.ts) - t0) / (t1 - t0)) * (W - 2 * pad);
+    const y = (v) => H - pad - (Math.min(v, 100) / 100) * (H - 2 * pad);
+    const line = (f, cls) => svg("polyline", { class: cls, fill: "none", points: pts.map((p) => `${x(p).toFixed(1)},${y(f(p)).toFixed(1)}`).join(" ") });
+    const last = pts[pts.length - 1];
+    box.replaceChildren(
+      h("h3", {}, "Health: updated devices against those not yet updated"),
+      svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": "unhealthy share over time" },
+        svg("line", { class: "axis", x1: pad, y1: H - pad, x2: W - pad, y2: H - pad }),
+        svg("text", { x: 2, y: y(100) + 4, class: "tick" }, "100%"), svg("text", { x: 2, y: y(0) + 4, class: "tick" }, "0%"),
+        line((p) => Math.min(share(p.control) + hs.margin, 100), "limit"),
+        line((p) => share(p.control), "control"), line((p) => share(p.updated), "updated"),
+        svg("text", { x: W - pad - 200, y: 12, class: "tick legend-updated" }, "— updated"),
+        svg("text", { x: W - pad - 130, y: 12, class: "tick legend-control" }, "— not yet updated")),
+      h("p", { class: "muted", id: "health-now" },
+        `Now: ${last.updated.failing + last.updated.offline} of ${last.updated.devices} updated unhealthy (${share(last.updated).toFixed(0)}%), ` +
+        `${last.control.failing + last.control.offline} of ${last.control.devices} not yet updated (${share(last.control).toFixed(0)}%); ` +
+        `the gate stops above the dashed line (not yet updated + ${hs.margin} points).`));
+  }).catch((e) => box.replaceChildren(h("p", { class: "error" }, e.message)));
+  return box;
 }
 // How a rollout's devices install, in words; "" when they install at once.
 function installText(o, released) {
@@ -453,6 +492,7 @@ async function deploymentsPage() {
   const advance = h("select", { id: "deployment-advance" }, h("option", { value: "manual" }, "By hand"), h("option", { value: "auto" }, "When the success threshold holds"));
   const success = h("input", { id: "deployment-success", type: "number", min: 0, max: 100, placeholder: "100" });
   const failure = h("input", { id: "deployment-failure", type: "number", min: 0, max: 100, placeholder: "none" });
+  const healthMargin = h("input", { id: "deployment-health", type: "number", min: 0, max: 100, placeholder: "none" });
   const install = h("select", { id: "deployment-install" }, h("option", { value: "forced" }, "At once"),
     h("option", { value: "soft" }, "Soft: the device's consent hook may defer"), h("option", { value: "download-only" }, "Download only: install on release"));
   const windowCron = h("input", { id: "deployment-window", placeholder: "cron, e.g. 0 22 * * MON-FRI (empty: any time)" });
@@ -477,6 +517,7 @@ async function deploymentsPage() {
       b.rollout = { advance: advance.value };
       if (failure.value !== "") b.rollout.failure_threshold = Number(failure.value);
       if (success.value !== "" && advance.value === "auto") b.rollout.success_threshold = Number(success.value);
+      if (healthMargin.value !== "") b.rollout.health = { margin: Number(healthMargin.value), offline_after_seconds: 300 };
     }
     if (install.value !== "forced" || windowCron.value.trim() !== "") {
       b.rollout = b.rollout || {};
@@ -527,14 +568,15 @@ async function deploymentsPage() {
       h("label", { for: "deployment-phases" }, "Phases"), phases,
       h("label", { for: "deployment-advance" }, "Next phase opens"), advance,
       h("div", { class: "row" }, h("div", {}, h("label", { for: "deployment-success" }, "Success threshold %"), success),
-        h("div", {}, h("label", { for: "deployment-failure" }, "Pause above failure %"), failure)),
+        h("div", {}, h("label", { for: "deployment-failure" }, "Pause above failure %"), failure),
+        h("div", {}, h("label", { for: "deployment-health" }, "Health gate margin (points)"), healthMargin)),
       h("label", { for: "deployment-install" }, "Install"), install,
       h("label", { for: "deployment-window" }, "Maintenance window (devices download outside it, install inside)"), windowCron,
       h("div", { class: "row" }, h("div", {}, h("label", { for: "deployment-window-minutes" }, "Window length (minutes)"), windowMinutes),
         h("div", {}, h("label", { for: "deployment-tz" }, "Time zone"), zone)),
       err, planBox,
       h("p", { class: "row" }, planButton, h("button", { class: "primary", type: "submit", id: "deployment-create" }, "Create deployment"))]);
-  for (const input of [phases, advance, success, failure, name, install, windowCron, windowMinutes, zone]) input.addEventListener("change", () => { planned = null; planBox.replaceChildren(); });
+  for (const input of [phases, advance, success, failure, healthMargin, name, install, windowCron, windowMinutes, zone]) input.addEventListener("change", () => { planned = null; planBox.replaceChildren(); });
   render(seq, h("h1", {}, "Deployments"), halt, form, h("h2", {}, "All deployments"), deploymentTable(list, "No deployment yet."));
   drawHalt();
   if (names.length) summary();

@@ -1,7 +1,7 @@
 //! Rollout commands (`pause`, `resume`, `advance`, `release` of a rollout), the fleet-wide
 //! halt and a test server's movable clock: aloft extensions beside Mender's deployments API.
 
-use aloft_api::management::{ClockMove, ClockNow, ErrorBody, Halt, PauseBody};
+use aloft_api::management::{ClockMove, ClockNow, ErrorBody, Halt, PauseBody, RolloutHealth};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use bytes::Bytes;
@@ -19,6 +19,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(resume))
         .routes(routes!(advance))
         .routes(routes!(release))
+        .routes(routes!(health))
         .routes(routes!(get_halt, put_halt))
         .routes(routes!(move_clock))
 }
@@ -100,6 +101,21 @@ async fn release(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// A rollout's health comparison over time (its updated devices against those not yet
+/// updated, sampled every 30 s while it runs); 422 without a health gate.
+#[utoipa::path(get, path = "/api/management/v1/deployments/deployments/{id}/health", tag = "rollouts",
+    security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = RolloutHealth), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn health(
+    State(st): State<AppState>,
+    _u: UserAuth,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<RolloutHealth>> {
+    check_uuid(&id)?;
+    Ok(axum::Json(rollouts::health_history(st.ctx(), &id).await?))
+}
+
 /// Move the rollout clock forward: only on a server started with a movable clock (tests);
 /// 403 on any other.
 #[utoipa::path(put, path = "/api/management/v1/test/clock", tag = "rollouts", security(("bearer" = [])),
@@ -118,14 +134,9 @@ async fn move_clock(
         )));
     }
     let by = i64::try_from(b.forward_seconds).unwrap_or(i64::MAX / 1_000_000) * 1_000_000;
-    let ahead = st.clock.move_forward(by).map_err(ApiError::forbidden)?;
-    tracing::warn!(
-        ahead_seconds = ahead / 1_000_000,
-        "the rollout clock was moved forward"
-    );
-    // What the clock decides may have changed for every rollout and every held device.
-    st.caches.deployments_changed();
-    rollouts::tick(st.ctx()).await?;
+    let ahead = rollouts::move_clock(st.ctx(), by)
+        .await?
+        .map_err(ApiError::forbidden)?;
     Ok(axum::Json(ClockNow {
         now: crate::time::rfc3339(st.clock.now()),
         ahead_seconds: ahead / 1_000_000,

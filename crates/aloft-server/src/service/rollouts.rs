@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aloft_api::management::GateQuestion;
+use aloft_api::management::{GateQuestion, HealthCohort, HealthPoint, RolloutHealth};
 use aloft_api::status::{Counts, DeviceDeploymentStatus};
 
 use super::deployments::deployment_changed;
@@ -302,6 +302,58 @@ pub async fn cohorts(
     Ok(Some((updated, control)))
 }
 
+/// How often the health comparison is sampled for its chart (µs).
+pub const HEALTH_SAMPLE_US: i64 = 30_000_000;
+/// Most samples a chart is given (a day of them).
+pub const HEALTH_SAMPLES: u64 = 2880;
+
+/// Keeps the comparison as the latest of this bucket; a failure only loses a point of the
+/// chart.
+async fn sample_health(ctx: Ctx<'_>, id: &str, now: i64, (updated, control): (Cohort, Cohort)) {
+    let sample = crate::store::HealthSample {
+        ts: now - now.rem_euclid(HEALTH_SAMPLE_US),
+        updated: (updated.devices, updated.failing, updated.offline),
+        control: (control.devices, control.failing, control.offline),
+    };
+    if let Err(e) = ctx.store.add_health_sample(id, &sample).await {
+        tracing::warn!(deployment.id = %id, error = %e, "cannot keep a health sample");
+    }
+}
+
+/// A rollout's health comparison over time, for its chart; a 422 without a health gate.
+pub async fn health_history(ctx: Ctx<'_>, id: &str) -> ServiceResult<RolloutHealth> {
+    let row = ctx
+        .store
+        .deployment(id)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound("deployment not found".into()))?;
+    let Some(gate) = of(&row)?.and_then(|(plan, _)| plan.options.health) else {
+        return Err(ServiceError::Rule(
+            "the deployment has no health gate".into(),
+        ));
+    };
+    let cohort = |(devices, failing, offline)| HealthCohort {
+        devices,
+        failing,
+        offline,
+    };
+    let samples = ctx
+        .store
+        .health_samples(id, HEALTH_SAMPLES)
+        .await?
+        .into_iter()
+        .map(|x| HealthPoint {
+            ts: crate::time::rfc3339(x.ts),
+            updated: cohort(x.updated),
+            control: cohort(x.control),
+        })
+        .collect();
+    Ok(RolloutHealth {
+        margin: gate.margin,
+        samples,
+    })
+}
+
 /// Stores `new` in place of `old`; `false` if another replica changed it first.
 async fn swap(ctx: Ctx<'_>, id: &str, old: &State, new: &State) -> ServiceResult<bool> {
     let (old, new) = (json(old), json(new));
@@ -334,6 +386,9 @@ async fn evaluate_asking(ctx: Ctx<'_>, id: &str, ask_gates: bool) -> ServiceResu
         let (counts, _) = counts(ctx, id, plan.phases.len()).await?;
         let now = ctx.now();
         let health = cohorts(ctx, &row, &plan, now).await?;
+        if ask_gates && let Some(cohorts) = health {
+            sample_health(ctx, id, now, cohorts).await;
+        }
         let health_stopped = rules::health_stop(&plan, &state, health).is_some();
         let Some(mut step) = rules::decide(&plan, &state, &counts, health, now) else {
             return Ok(());
@@ -433,6 +488,24 @@ pub async fn command(ctx: Ctx<'_>, id: &str, cmd: Command) -> ServiceResult<()> 
         evaluate(ctx, id).await?;
     }
     Ok(())
+}
+
+/// Moves a test server's rollout clock forward by `by_us` and applies what that decides at
+/// once; the inner `Err` says why the clock did not move (not movable, backwards). Returns
+/// how far ahead of the real time it is (µs).
+pub async fn move_clock(ctx: Ctx<'_>, by_us: i64) -> ServiceResult<Result<i64, String>> {
+    let ahead = match ctx.clock.move_forward(by_us) {
+        Ok(a) => a,
+        Err(e) => return Ok(Err(e)),
+    };
+    tracing::warn!(
+        ahead_seconds = ahead / 1_000_000,
+        "the rollout clock was moved forward"
+    );
+    // What the clock decides may have changed for every rollout and every held device.
+    ctx.caches.deployments_changed();
+    tick(ctx).await?;
+    Ok(Ok(ahead))
 }
 
 /// The periodic job: every active rollout evaluated (start times and soaks end by the clock).

@@ -392,6 +392,17 @@ pub struct HealthRow {
     pub failing: bool,
 }
 
+/// One sample of a rollout's health comparison: the updated cohort and the control.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HealthSample {
+    /// UNIX µs (the start of its bucket).
+    pub ts: i64,
+    /// The updated cohort: devices, failing their probe, offline.
+    pub updated: (u64, u64, u64),
+    /// The control cohort, likewise.
+    pub control: (u64, u64, u64),
+}
+
 /// How many device deployments of one phase have one status, and whether they were handed
 /// out (`started`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -630,6 +641,11 @@ pub trait Store: Send + Sync {
     /// For a rollout's health gate: each device of the deployment that ended `success` or is
     /// still `pending`, with its last check-in and whether its `aloft.health` is `failing`.
     async fn rollout_health(&self, id: &str) -> StoreResult<Vec<HealthRow>>;
+    /// Keeps a sample of a rollout's health comparison; a later one for the same `ts` (its
+    /// bucket, whichever replica runs the job) replaces it.
+    async fn add_health_sample(&self, id: &str, sample: &HealthSample) -> StoreResult<()>;
+    /// A rollout's newest health samples (at most `limit`), oldest first.
+    async fn health_samples(&self, id: &str, limit: u64) -> StoreResult<Vec<HealthSample>>;
     /// The phased deployments not finished.
     async fn active_rollouts(&self) -> StoreResult<Vec<DeploymentRow>>;
     /// The dynamic deployments not finished.

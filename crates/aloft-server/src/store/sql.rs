@@ -1830,6 +1830,62 @@ impl Store for SqlStore {
             .collect())
     }
 
+    async fn add_health_sample(&self, id: &str, x: &super::HealthSample) -> StoreResult<()> {
+        let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        sqlx::query(
+            "INSERT INTO health_samples (deployment_id, ts, updated_devices, updated_failing, \
+             updated_offline, control_devices, control_failing, control_offline) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (deployment_id, ts) DO UPDATE SET \
+             updated_devices = excluded.updated_devices, updated_failing = excluded.updated_failing, \
+             updated_offline = excluded.updated_offline, control_devices = excluded.control_devices, \
+             control_failing = excluded.control_failing, control_offline = excluded.control_offline",
+        )
+        .bind(id)
+        .bind(x.ts)
+        .bind(n(x.updated.0))
+        .bind(n(x.updated.1))
+        .bind(n(x.updated.2))
+        .bind(n(x.control.0))
+        .bind(n(x.control.1))
+        .bind(n(x.control.2))
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn health_samples(&self, id: &str, limit: u64) -> StoreResult<Vec<super::HealthSample>> {
+        let rows = sqlx::query(
+            "SELECT * FROM health_samples WHERE deployment_id = $1 ORDER BY ts DESC LIMIT $2",
+        )
+        .bind(id)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let mut out: Vec<super::HealthSample> = rows
+            .iter()
+            .map(|r| {
+                let g = |c: &str| count(r.get::<i64, _>(c));
+                super::HealthSample {
+                    ts: r.get("ts"),
+                    updated: (
+                        g("updated_devices"),
+                        g("updated_failing"),
+                        g("updated_offline"),
+                    ),
+                    control: (
+                        g("control_devices"),
+                        g("control_failing"),
+                        g("control_offline"),
+                    ),
+                }
+            })
+            .collect();
+        out.reverse();
+        Ok(out)
+    }
+
     async fn active_rollouts(&self) -> StoreResult<Vec<DeploymentRow>> {
         let rows = sqlx::query(
             "SELECT * FROM deployments WHERE rollout IS NOT NULL AND status <> 'finished' ORDER BY created, id",

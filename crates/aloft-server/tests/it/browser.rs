@@ -544,6 +544,7 @@ fn web_ui_plans_a_phased_rollout_advances_it_shows_its_automatic_pause_and_resum
     b.type_into("#deployment-name", "phased in the browser");
     b.type_into("#deployment-phases", "1, 1, rest");
     b.type_into("#deployment-failure", "0");
+    b.type_into("#deployment-health", "50");
     b.click("#deployment-plan");
     b.wait_text("#plan-totals", "4 devices: 4 would update", 10);
     let phases = b.js("return [...document.querySelectorAll('#plan-phases tbody tr')].map(r => r.children[1].textContent).join(',');");
@@ -613,6 +614,10 @@ fn web_ui_plans_a_phased_rollout_advances_it_shows_its_automatic_pause_and_resum
         panic!("the page shows {shown:?} / {page}; the server says {server}");
     }
     assert_eq!(cell(3, 1), json!("not yet"));
+    // The health comparison, drawn: every device healthy on both sides so far.
+    b.wait_text("#health-now", "the gate stops above the dashed line", 60);
+    let lines = b.js("return document.querySelectorAll('#health-chart polyline').length;");
+    assert_eq!(lines, json!(3), "updated, not yet updated, and the limit");
     b.screenshot("13-rollout-paused");
     // Resumed and advanced: the last phase takes it.
     b.click("#rollout-resume");

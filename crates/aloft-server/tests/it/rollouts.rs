@@ -821,6 +821,29 @@ fn the_health_gate_pauses_when_updated_devices_fail_their_probe_and_not_before_t
         assert_eq!(daemons[*i].status()["artifact_name"], "factory-1");
     }
     assert_eq!(statuses(&app, &back).len(), 2, "only the updated devices");
+    // The comparison over time, for the chart: the last sample has the sick cohort.
+    let h = app
+        .get(&format!(
+            "/api/management/v1/deployments/deployments/{d}/health"
+        ))
+        .expect(200)
+        .json();
+    assert_eq!(h["margin"], 20, "{h}");
+    let samples = h["samples"].as_array().unwrap();
+    assert!(!samples.is_empty(), "{h}");
+    let sick = samples
+        .iter()
+        .find(|x| x["updated"]["failing"].as_u64() > Some(0))
+        .unwrap_or_else(|| panic!("no sample saw the sick devices: {h}"));
+    assert_eq!(sick["updated"]["devices"], 2, "{h}");
+    assert_eq!(sick["control"]["devices"], 4, "{h}");
+    assert_eq!(sick["control"]["failing"], 0, "{h}");
+    let plain = app
+        .get(&format!(
+            "/api/management/v1/deployments/deployments/{back}/health"
+        ))
+        .expect(422);
+    assert!(plain.text().contains("no health gate"), "{}", plain.text());
     // Each sick device says so in its inventory (the gate may have acted on the first one).
     for i in &updated {
         wait_for(30, "the sick device's health in its inventory", || {

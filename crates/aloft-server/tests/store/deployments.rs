@@ -1,8 +1,8 @@
 //! Deployments and status reports.
 
 use aloft_server::store::{
-    DeploymentQuery, DeploymentRow, InventoryQuery, SavedFilterRow, StatusOutcome, Store as _,
-    StoreError,
+    DeploymentQuery, DeploymentRow, HealthSample, InventoryQuery, SavedFilterRow, StatusOutcome,
+    Store as _, StoreError,
 };
 
 use serde_json::json;
@@ -612,4 +612,28 @@ pub(crate) async fn devices_join_a_dynamic_deployment_up_to_its_cap(db: Db) {
             .unwrap(),
         [third]
     );
+}
+
+pub(crate) async fn health_samples_keep_the_latest_per_bucket_newest_last(db: Db) {
+    let at = |ts, failing| HealthSample {
+        ts,
+        updated: (2, failing, 0),
+        control: (4, 0, 1),
+    };
+    for s in [at(30, 0), at(60, 1), at(90, 2)] {
+        db.add_health_sample("d1", &s).await.unwrap();
+    }
+    // The same bucket again (a later tick, another replica): the latest stands.
+    db.add_health_sample("d1", &at(60, 9)).await.unwrap();
+    db.add_health_sample("d2", &at(60, 5)).await.unwrap();
+    assert_eq!(
+        db.health_samples("d1", 10).await.unwrap(),
+        [at(30, 0), at(60, 9), at(90, 2)]
+    );
+    assert_eq!(
+        db.health_samples("d1", 2).await.unwrap(),
+        [at(60, 9), at(90, 2)],
+        "the newest, oldest first"
+    );
+    assert!(db.health_samples("d3", 10).await.unwrap().is_empty());
 }

@@ -166,6 +166,7 @@ conformance!(
     deployments::switches_engage_and_release,
     deployments::saved_filter_names_are_unique,
     deployments::devices_join_a_dynamic_deployment_up_to_its_cap,
+    deployments::health_samples_keep_the_latest_per_bucket_newest_last,
     cluster::exactly_one_replica_claims_a_job,
     cluster::the_feed_carries_revocations_and_events,
     cluster::replicas_agree_on_keys_unless_the_old_ones_went_stale,
