@@ -556,9 +556,10 @@ pub struct RolloutOptions {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct WebhookGate {
-    /// An `https://` (or `http://`) URL.
+    /// An `https://` (or `http://`) URL. The API shows it without credentials, query or
+    /// fragment.
     pub url: String,
-    /// Seconds to wait for the answer (1 to 60, default 10).
+    /// Seconds to wait for the answer (1 to 30, default 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_seconds: Option<u64>,
 }

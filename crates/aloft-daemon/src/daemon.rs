@@ -94,6 +94,8 @@ pub struct Daemon {
     /// The deployment in the journal waits (for the server's go or the consent hook): the
     /// next update check asks again.
     held: bool,
+    /// When a hold ends by itself (a window opens): the next update check comes no later.
+    wake_at: Option<Instant>,
     /// The boot id this process started under: a different one means the system rebooted
     /// under us (the simulator does; a real reboot ends the process first).
     boot_id: String,
@@ -166,6 +168,7 @@ impl Daemon {
             provides: None,
             journal_pending: true,
             held: false,
+            wake_at: None,
         })
     }
 
@@ -213,6 +216,9 @@ impl Daemon {
                     Ok(updated) => {
                         update_failures = 0;
                         next_update = Instant::now() + jittered(update_every);
+                        if let Some(at) = self.wake_at.take() {
+                            next_update = next_update.min(at);
+                        }
                         force_inventory |= updated;
                     }
                     Err(e) => {
@@ -734,6 +740,7 @@ impl Daemon {
                 if let Some(c) = &d.aloft {
                     record.control.get_or_insert_default().soft = c.install == InstallPolicy::Soft;
                     if let Some(hold) = &c.hold {
+                        self.wake_at = c.until.as_deref().and_then(wake_after);
                         return Go::Later(hold.clone());
                     }
                 }
@@ -864,6 +871,11 @@ impl Daemon {
                 record.delta = false;
                 record.installs = 0;
                 record.step = Step::Downloading;
+                if let Some(c) = record.control.as_mut() {
+                    // The full artifact is verified anew before it waits.
+                    c.verified = false;
+                    c.waiting = None;
+                }
                 self.journal.save(record).is_ok()
             }
             _ => false,
@@ -1011,6 +1023,16 @@ impl Daemon {
 /// with a fresh token, as Mender does. A 409
 /// rolls the update back; a server that cannot be reached does not (the new system passed its
 /// health check; the final report is retried later).
+/// The instant just after `until` (RFC 3339, the server's clock) by this device's clock, with
+/// a few seconds of jitter so that a fleet does not ask at the same second.
+fn wake_after(until: &str) -> Option<Instant> {
+    let at_us = aloft_api::time::parse_rfc3339(until)?;
+    let wait_us = at_us.saturating_sub(aloft_api::time::now_us()).max(0);
+    let wait = Duration::from_micros(u64::try_from(wait_us).ok()?)
+        + Duration::from_millis(fastrand::u64(1000..5000));
+    Instant::now().checked_add(wait)
+}
+
 /// Whether a downloaded update may install now.
 enum Go {
     /// Yes.

@@ -2,7 +2,7 @@
 //! `sh -c`, no input, killed after a timeout; the exit status answers, the first line of
 //! standard output says why.
 
-use std::io::Read as _;
+use std::io::{Read as _, Seek as _};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -27,20 +27,33 @@ pub fn run(
     timeout: Duration,
 ) -> Result<(), Refusal> {
     let refused = |code, reason: String| Refusal { code, reason };
+    // Output goes to an unlinked file, not a pipe: a hook that prints much never blocks on a
+    // full pipe, and one whose background child keeps the output open never hangs the read.
+    let mut out_file = tempfile::tempfile().map_err(|e| {
+        refused(
+            None,
+            format!("{what}: cannot make a file for its output: {e}"),
+        )
+    })?;
+    let stdout = out_file
+        .try_clone()
+        .map_err(|e| refused(None, format!("{what}: cannot share its output file: {e}")))?;
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(command)
         .envs(env.iter().copied())
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .stdout(stdout)
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| refused(None, format!("{what} did not start: {e}")))?;
-    let deadline = Instant::now() + timeout;
+    // A timeout too large for the clock waits as long as it may.
+    let started = Instant::now();
+    let deadline = started.checked_add(timeout);
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() >= deadline => {
+            Ok(None) if deadline.is_some_and(|d| Instant::now() >= d) => {
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(refused(
@@ -56,8 +69,8 @@ pub fn run(
         return Ok(());
     }
     let mut out = Vec::new();
-    if let Some(stdout) = child.stdout.take() {
-        let _ = stdout.take(4096).read_to_end(&mut out);
+    if out_file.rewind().is_ok() {
+        let _ = out_file.take(4096).read_to_end(&mut out);
     }
     let first = String::from_utf8_lossy(&out)
         .lines()
@@ -92,6 +105,13 @@ mod tests {
             ),
             Ok(())
         );
+        // Much output, and a background child that keeps it open, neither block nor hang.
+        let loud = "head -c 200000 /dev/zero | tr '\\0' x; echo; exit 3";
+        let e = run("the hook", loud, &[], t).unwrap_err();
+        assert_eq!(e.code, Some(3), "{e:?}");
+        let lingering = run("the hook", "(sleep 30 &) ; echo busy; exit 1", &[], t).unwrap_err();
+        assert!(lingering.reason.ends_with(": busy"), "{lingering:?}");
+        assert!(run("the hook", "true", &[], Duration::MAX).is_ok());
         let slow = run("the hook", "sleep 5", &[], Duration::from_millis(200)).unwrap_err();
         assert_eq!(slow.code, None);
         assert!(slow.reason.contains("longer than"), "{slow:?}");

@@ -3,7 +3,8 @@
 //!
 //! Rollout decisions (phases' start times, soaks, rate limits, maintenance windows, the health
 //! gate's offline times) read a server's [`Clock`] instead (`Ctx::now`), which a test can move
-//! forward on a server started with a movable clock (`PUT /api/internal/v1/clock`). Tokens,
+//! forward on a server started with a movable clock (`Settings::movable_clock`, then `PUT
+//! /api/management/v1/test/clock`). Tokens,
 //! download links and the cluster's leases keep the real time.
 
 use std::sync::atomic::{AtomicI64, Ordering};

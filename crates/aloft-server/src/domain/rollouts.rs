@@ -25,7 +25,7 @@ pub const MAX_SOAK_SECONDS: u64 = 30 * 86_400;
 pub const MAX_CANARIES: usize = 10_000;
 /// Most webhook gates a rollout may have.
 pub const MAX_GATES: usize = 4;
-/// Longest wait for a webhook gate's answer, and the default.
+/// Longest wait for a webhook gate's answer.
 pub const GATE_TIMEOUT_MAX: u64 = 30;
 /// The default wait for a webhook gate's answer.
 pub const GATE_TIMEOUT_DEFAULT: u64 = 10;
@@ -338,6 +338,15 @@ pub fn shown_url(url: &str) -> String {
         }
         None => url.to_owned(),
     }
+}
+
+/// Options as the API shows them: webhook gates' URLs without their secrets ([`shown_url`]).
+pub fn shown_options(o: &RolloutOptions) -> RolloutOptions {
+    let mut shown = o.clone();
+    for g in &mut shown.gates {
+        g.url = shown_url(&g.url);
+    }
+    shown
 }
 
 /// Whether the webhook gates may be asked now: never asked, or refused long enough ago.

@@ -98,7 +98,7 @@ impl RolloutView {
             install_held: r.install_held.map(|h| h.text(rfc3339)),
             released: rfc3339_opt(r.state.released),
             gate_held: r.state.gate_held.clone(),
-            options: r.plan.options.clone(),
+            options: rules::shown_options(&r.plan.options),
         }
     }
 }

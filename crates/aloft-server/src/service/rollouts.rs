@@ -218,18 +218,16 @@ pub async fn previous_release(
 }
 
 /// After the health gate stopped `row`'s rollout: deploys the release its devices ran before
-/// to those it updated, and says so in the stop's reason (`state`, as just stored).
-async fn roll_back(
-    ctx: Ctx<'_>,
-    row: &DeploymentRow,
-    plan: &Plan,
-    state: &State,
-) -> ServiceResult<()> {
-    let (updated, _) = ctx
-        .store
-        .device_deployments(&row.id, Some("success"), 0, 0)
-        .await?;
-    let devices: Vec<String> = updated.into_iter().map(|d| d.device_id).collect();
+/// to those it updated (and still accepted), and says so, or why not, in the stop's reason
+/// (`state`, as just stored). Never fails: the stop stands whatever happens here.
+async fn roll_back(ctx: Ctx<'_>, row: &DeploymentRow, plan: &Plan, state: &State) {
+    let devices = match updated_devices(ctx, &row.id).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(deployment.id = %row.id, error = %e, "cannot read the devices to roll back");
+            Vec::new()
+        }
+    };
     let outcome = match &plan.previous {
         None => "no roll-back: no earlier release was known when the rollout began".to_owned(),
         Some(_) if devices.is_empty() => "no roll-back: no device was updated".to_owned(),
@@ -260,8 +258,29 @@ async fn roll_back(
     tracing::warn!(deployment.id = %row.id, %outcome, "health gate roll-back");
     let mut told = state.clone();
     told.paused = state.paused.as_ref().map(|why| format!("{why}; {outcome}"));
-    swap(ctx, &row.id, state, &told).await?;
-    Ok(())
+    if let Err(e) = swap(ctx, &row.id, &json(state), &told).await {
+        tracing::error!(deployment.id = %row.id, error = %e, "cannot record the roll-back in the reason");
+    }
+}
+
+/// The accepted devices a rollout updated (`success`).
+async fn updated_devices(ctx: Ctx<'_>, id: &str) -> ServiceResult<Vec<String>> {
+    let (rows, _) = ctx
+        .store
+        .device_deployments(id, Some("success"), 0, 0)
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        if ctx
+            .store
+            .device(&r.device_id)
+            .await?
+            .is_some_and(|d| d.status == "accepted")
+        {
+            out.push(r.device_id);
+        }
+    }
+    Ok(out)
 }
 
 /// The updated and the control cohorts of a rollout with a health gate, at `now`. A device
@@ -354,10 +373,16 @@ pub async fn health_history(ctx: Ctx<'_>, id: &str) -> ServiceResult<RolloutHeal
     })
 }
 
-/// Stores `new` in place of `old`; `false` if another replica changed it first.
-async fn swap(ctx: Ctx<'_>, id: &str, old: &State, new: &State) -> ServiceResult<bool> {
-    let (old, new) = (json(old), json(new));
-    Ok(ctx.store.set_rollout_state(id, &old, &new).await?)
+/// Stores `new` in place of `old`, the state's text exactly as read from the row (a state
+/// written by an older version may lack fields this one writes); `false` if another replica
+/// changed it first.
+async fn swap(ctx: Ctx<'_>, id: &str, old: &str, new: &State) -> ServiceResult<bool> {
+    Ok(ctx.store.set_rollout_state(id, old, &json(new)).await?)
+}
+
+/// The state's text as `row` holds it.
+fn stored_state(row: &DeploymentRow) -> &str {
+    row.rollout_state.as_deref().unwrap_or_default()
 }
 
 /// A state as stored.
@@ -415,7 +440,7 @@ async fn evaluate_asking(ctx: Ctx<'_>, id: &str, ask_gates: bool) -> ServiceResu
             }
         }
         let next = rules::apply(&state, &step, now);
-        if !swap(ctx, id, &state, &next).await? {
+        if !swap(ctx, id, stored_state(&row), &next).await? {
             continue; // another replica moved it: decide again from what it stored
         }
         // The replica whose stop was stored (one, by compare-and-set) rolls back.
@@ -423,7 +448,7 @@ async fn evaluate_asking(ctx: Ctx<'_>, id: &str, ask_gates: bool) -> ServiceResu
             && matches!(step, Step::Pause(_) | Step::Abort(_))
             && plan.options.health.is_some_and(|h| h.roll_back)
         {
-            roll_back(ctx, &row, &plan, &next).await?;
+            roll_back(ctx, &row, &plan, &next).await;
         }
         match &step {
             Step::Advance => {
@@ -476,7 +501,7 @@ pub async fn command(ctx: Ctx<'_>, id: &str, cmd: Command) -> ServiceResult<()> 
         .map_or(0, |(updated, _)| updated.unhealthy());
     let next = rules::command(&plan, &state, &cmd, (failures, unhealthy), ctx.now())
         .map_err(ServiceError::Rule)?;
-    if !swap(ctx, id, &state, &next).await? {
+    if !swap(ctx, id, stored_state(&row), &next).await? {
         return Err(ServiceError::Rule(
             "the rollout changed meanwhile; look again and retry".into(),
         ));

@@ -384,7 +384,7 @@ pub struct DeviceDeploymentRow {
 /// One device of a rollout's health gate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthRow {
-    /// Its status in the deployment (`success` or `pending`).
+    /// Its status in the deployment (`success`, or one before the install).
     pub status: String,
     /// UNIX µs of its last check-in.
     pub check_in_time: Option<i64>,
@@ -638,8 +638,9 @@ pub trait Store: Send + Sync {
     async fn phase_counts(&self, id: &str) -> StoreResult<Vec<PhaseCount>>;
     /// How many of a deployment's devices were handed the update at or after `since` (µs).
     async fn started_since(&self, id: &str, since: i64) -> StoreResult<u64>;
-    /// For a rollout's health gate: each device of the deployment that ended `success` or is
-    /// still `pending`, with its last check-in and whether its `aloft.health` is `failing`.
+    /// For a rollout's health gate: each device of the deployment that ended `success` or has
+    /// not installed yet (`pending`, `downloading`, `pause_before_installing`: it runs the old
+    /// release), with its last check-in and whether its `aloft.health` is `failing`.
     async fn rollout_health(&self, id: &str) -> StoreResult<Vec<HealthRow>>;
     /// Keeps a sample of a rollout's health comparison; a later one for the same `ts` (its
     /// bucket, whichever replica runs the job) replaces it.

@@ -1814,7 +1814,7 @@ impl Store for SqlStore {
              CASE WHEN a.value_json = '\"failing\"' THEN 1 ELSE 0 END AS failing \
              FROM device_deployments dd JOIN devices d ON d.id = dd.device_id \
              LEFT JOIN attributes a ON a.device_id = dd.device_id AND a.scope = 'inventory' AND a.name = 'aloft.health' \
-             WHERE dd.deployment_id = $1 AND dd.status IN ('success', 'pending')",
+             WHERE dd.deployment_id = $1 AND dd.status IN ('success', 'pending', 'downloading', 'pause_before_installing')",
         )
         .bind(id)
         .fetch_all(&self.pool)

@@ -68,7 +68,7 @@ pub(crate) struct TestApp {
     pub(crate) agent: ureq::Agent,
     pub(crate) token: String,
     /// The configuration it was started with (`None`: a client of a server started elsewhere).
-    config: Option<ServerConfig>,
+    pub(crate) config: Option<ServerConfig>,
     /// The S3 server of its artifact files (`ALOFT_TEST_BLOBS=s3`).
     s3: Option<S3Server>,
     /// The `PostgreSQL` database this server made, dropped at the end (replicas own none).

@@ -99,6 +99,8 @@ fn a_webhook_gate_keeps_the_next_phase_closed_until_it_answers_2xx() {
     });
     assert_eq!(held, format!("gate {} answered 503", monitor.url));
     assert!(!held.contains("s3cret"), "no token shown: {held}");
+    let shown = deployment(&app, &d)["rollout"]["options"]["gates"][0]["url"].clone();
+    assert_eq!(shown, json!(monitor.url), "the options hide the token too");
     assert_eq!(deployment(&app, &d)["rollout"]["phase"], 1);
     assert!(later.next(&app).is_none(), "phase 2 stays closed");
     let asked = monitor.bodies.lock().unwrap().clone();

@@ -854,3 +854,54 @@ fn the_health_gate_pauses_when_updated_devices_fail_their_probe_and_not_before_t
         dev.kill();
     }
 }
+
+#[test]
+fn a_rollout_stored_by_an_older_version_still_takes_commands_and_advances() {
+    use aloft_server::store::Store as _;
+    let app = TestApp::start();
+    let work = tempfile::tempdir().unwrap();
+    app.upload_ok(&artifact_with(work.path(), "release-2", "board-a", &[]));
+    let old = [("artifact_name", "release-1")];
+    let fleet: Vec<Planned> = (1..=2)
+        .map(|n| Planned::new(&app, 0x70 + n, "board-a", &old))
+        .collect();
+    let d = create(
+        &app,
+        &json!({"name": "old", "artifact_name": "release-2", "devices": [fleet[0].id, fleet[1].id],
+                "phases": [{"devices": 1}, {}], "rollout": {"advance": "manual"}}),
+    );
+    // The state as a version without the newer fields wrote it.
+    let url = app.config.as_ref().unwrap().database_url.clone();
+    app.rt.block_on(async {
+        let store = aloft_server::server::open_store_url(&app.data_dir(), Some(&url))
+            .await
+            .unwrap();
+        let row = store.deployment(&d).await.unwrap().unwrap();
+        let now = row.rollout_state.clone().unwrap();
+        let mut v: Value = serde_json::from_str(&now).unwrap();
+        for newer in [
+            "released",
+            "gate_held",
+            "gate_checked",
+            "acknowledged_unhealthy",
+        ] {
+            v.as_object_mut().unwrap().remove(newer);
+        }
+        assert!(
+            store
+                .set_rollout_state(&d, &now, &v.to_string())
+                .await
+                .unwrap()
+        );
+        store.close().await;
+    });
+    for command in ["pause", "resume", "advance"] {
+        app.post(
+            &format!("/api/management/v1/deployments/deployments/{d}/{command}"),
+            &json!({}),
+        )
+        .expect(204);
+    }
+    assert_eq!(deployment(&app, &d)["rollout"]["phase"], 2);
+    assert!(fleet[1].next(&app).is_some(), "phase 2 is open");
+}
