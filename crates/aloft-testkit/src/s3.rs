@@ -85,15 +85,26 @@ impl S3Server {
             ports: [0; 5],
             endpoint: String::new(),
         };
-        let mut taken = Vec::new();
-        for slot in &mut server.ports {
-            let p = free_port_pair(&taken);
-            taken.push(p);
-            *slot = p;
+        // Ports found free may be taken by a parallel test before `weed` binds them: then it
+        // exits at once, and starts again on other ports.
+        for attempt in 1..=3 {
+            let mut taken = Vec::new();
+            for slot in &mut server.ports {
+                let p = free_port_pair(&taken);
+                taken.push(p);
+                *slot = p;
+            }
+            server.endpoint = format!("http://127.0.0.1:{}", server.ports[3]);
+            match server.try_spawn() {
+                Ok(()) => return server,
+                Err(why) if attempt < 3 => {
+                    eprintln!("{why}; starting it again on other ports");
+                    server.stop();
+                }
+                Err(why) => panic!("{why}"),
+            }
         }
-        server.endpoint = format!("http://127.0.0.1:{}", server.ports[3]);
-        server.spawn();
-        server
+        unreachable!("the last attempt returns or panics")
     }
 
     /// The S3 port.
@@ -102,6 +113,13 @@ impl S3Server {
     }
 
     fn spawn(&mut self) {
+        if let Err(why) = self.try_spawn() {
+            panic!("{why}");
+        }
+    }
+
+    /// Starts `weed` on this server's ports; `Err` when it exited before it was ready.
+    fn try_spawn(&mut self) -> Result<(), String> {
         let weed = weed().unwrap_or_else(|e| panic!("{e}"));
         let data = self.dir.join("data");
         std::fs::create_dir_all(&data).expect("creating the SeaweedFS folder");
@@ -142,27 +160,27 @@ impl S3Server {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", weed.display()));
         self.child = Some(child);
-        self.wait_ready();
+        self.wait_ready()
     }
 
     /// Waits until the S3 gateway answers (403 to an anonymous request) and the bucket exists
     /// (its folder in the filer, made about half a second after the gateway opens).
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self) -> Result<(), String> {
         let end = Instant::now() + Duration::from_secs(30);
         let bucket = format!("/buckets/{BUCKET}/");
         loop {
             if status_of(self.port(), &format!("/{BUCKET}")) == Some(403)
                 && status_of(self.ports[2], &bucket) == Some(200)
             {
-                return;
+                return Ok(());
             }
             if let Some(c) = &mut self.child
                 && let Ok(Some(st)) = c.try_wait()
             {
-                panic!(
+                return Err(format!(
                     "SeaweedFS exited ({st}): see {}",
                     self.dir.join("weed.log").display()
-                );
+                ));
             }
             assert!(
                 Instant::now() < end,
