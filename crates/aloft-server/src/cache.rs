@@ -1,8 +1,8 @@
 //! In-process caches that keep the hot device path (`next` polls) off the database, without
 //! weakening revocation: every cached answer carries the epoch it was made in, and any change
-//! that could alter it (a device token revoked, a deployment created or aborted) moves the
-//! epoch on, so the next request checks the store again. Only the services (`crate::service`)
-//! move an epoch.
+//! that could alter it (a device token revoked; a deployment created, joined or aborted; a
+//! rollout's stored state or the fleet-wide halt changed) moves the epoch on, so the next
+//! request checks the store again. Only the services (`crate::service`) move an epoch.
 //!
 //! Each server process has its own caches; with several replicas the epochs also move when
 //! another replica's change arrives through the feed (`crate::cluster`).
@@ -36,6 +36,8 @@ pub struct Caches {
     deployments: AtomicU64,
     tokens: Mutex<HashMap<String, TokenEntry>>,
     devices: Mutex<HashMap<String, DeviceEntry>>,
+    /// The fleet-wide halt's reason (`None`: not engaged) as of a deployments epoch.
+    halt: Mutex<Option<(u64, Option<String>)>>,
     /// Contact times not written yet: flushed in one transaction every second
     /// (`crate::server`), so that polls never wait on a write.
     check_ins: Mutex<HashMap<String, i64>>,
@@ -90,12 +92,29 @@ impl Caches {
         self.deployments.load(Ordering::Acquire)
     }
 
-    /// Deployments were created or aborted: every device must look again.
+    /// Deployments were created, joined or aborted, or a rollout's state or the halt changed:
+    /// every device must look again.
     pub fn deployments_changed(&self) {
         self.deployments.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Whether the device was found without open deployments in the current epoch.
+    /// The fleet-wide halt as read in the current deployments epoch (outer `None`: not read).
+    pub fn halt(&self) -> Option<Option<String>> {
+        let epoch = self.deployment_epoch();
+        let h = self.halt.lock().ok()?;
+        h.as_ref()
+            .filter(|(e, _)| *e == epoch)
+            .map(|(_, r)| r.clone())
+    }
+
+    /// Remembers the halt read from the store in `epoch`.
+    pub fn remember_halt(&self, epoch: u64, reason: Option<String>) {
+        if let Ok(mut h) = self.halt.lock() {
+            *h = Some((epoch, reason));
+        }
+    }
+
+    /// Whether the device was found with nothing to be handed in the current epoch.
     pub fn is_idle(&self, device_id: &str) -> bool {
         let epoch = self.deployment_epoch();
         self.devices
@@ -105,7 +124,9 @@ impl Caches {
             == Some(epoch)
     }
 
-    /// Records that the device had no open deployment as of `epoch`.
+    /// Records that the device had nothing to be handed as of `epoch`, and will have nothing
+    /// until the epoch moves: no open deployment, or one whose rollout holds it until a stored
+    /// state changes (a closed phase, a pause, the halt).
     pub fn set_idle(&self, device_id: &str, epoch: u64) {
         if let Ok(mut map) = self.devices.lock() {
             if let Some(e) = map.get_mut(device_id) {
@@ -190,6 +211,12 @@ mod tests {
         assert!(c.is_idle("d"));
         c.deployments_changed();
         assert!(!c.is_idle("d"));
+        let e = c.deployment_epoch();
+        assert_eq!(c.halt(), None, "not read yet");
+        c.remember_halt(e, Some("incident".into()));
+        assert_eq!(c.halt(), Some(Some("incident".into())));
+        c.deployments_changed();
+        assert_eq!(c.halt(), None, "read before the halt changed");
         assert!(c.check_in_due("d", 100_000_000));
         assert!(!c.check_in_due("d", 100_000_001));
         assert!(c.check_in_due("d", 140_000_000));

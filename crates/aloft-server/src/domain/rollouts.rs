@@ -486,6 +486,15 @@ pub enum Wait {
     RateLimited,
 }
 
+impl Wait {
+    /// Whether only a stored change (the rollout's state, the halt) can end this wait, so
+    /// that the device may be told "nothing yet" without asking the store again until one
+    /// happens; load and the clock end the others.
+    pub fn lasts_until_a_change(self) -> bool {
+        matches!(self, Self::Halted | Self::Paused | Self::NotYetOpen)
+    }
+}
+
 /// How busy a rollout is now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Load {
@@ -571,6 +580,12 @@ impl Hold {
             Self::Window(None) => "outside the maintenance window, which never opens again".into(),
             Self::Release => "download-only: waiting for the operator's release".into(),
         }
+    }
+
+    /// Whether only a stored change (the rollout's state, the halt, a release) can end this
+    /// hold; the clock ends that of a window that opens again.
+    pub fn lasts_until_a_change(self) -> bool {
+        !matches!(self, Self::Window(Some(_)))
     }
 
     /// When the hold ends by itself, if known.
@@ -1256,6 +1271,30 @@ mod tests {
         };
         assert_eq!(rate_now(&huge, u64::MAX), Some(1 << 32), "capped");
         assert_eq!(rate_now(&RolloutOptions::default(), 5), None);
+    }
+
+    #[test]
+    fn which_waits_only_a_stored_change_ends() {
+        let waits = [
+            (Wait::Halted, true),
+            (Wait::Paused, true),
+            (Wait::NotYetOpen, true),
+            (Wait::Busy, false),
+            (Wait::RateLimited, false),
+        ];
+        for (w, want) in waits {
+            assert_eq!(w.lasts_until_a_change(), want, "{w:?}");
+        }
+        let holds = [
+            (Hold::Halted, true),
+            (Hold::Paused, true),
+            (Hold::Release, true),
+            (Hold::Window(Some(5)), false),
+            (Hold::Window(None), true),
+        ];
+        for (h, want) in holds {
+            assert_eq!(h.lasts_until_a_change(), want, "{h:?}");
+        }
     }
 
     #[test]

@@ -16,8 +16,11 @@ use super::scheduling::update_modules;
 use super::{Ctx, ServiceResult, rollouts};
 use crate::domain::artifacts;
 use crate::domain::rollouts::earliest_starts;
-use crate::store::{ArtifactRow, AttrRow};
+use crate::store::{ArtifactRow, AttrRow, Inventory};
 use crate::time::rfc3339_opt;
+
+/// Devices whose inventories one query reads.
+const BATCH: usize = 1000;
 
 /// A plan in one line: `N devices: U would update (B bytes), S skipped`.
 pub fn summary(plan: &DeploymentPlan) -> String {
@@ -40,16 +43,25 @@ fn provides_of(attrs: &[AttrRow]) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The plan of `d` now.
+/// The plan of `d` now. Each device's inventory is read once, for its outcome and for
+/// dealing it into a phase.
 pub async fn plan(ctx: Ctx<'_>, d: &NewDeployment) -> ServiceResult<DeploymentPlan> {
     let Targets {
         devices, over_max, ..
     } = targets(ctx, d).await?;
+    let attribute = d.plan.as_ref().and_then(|p| p.options.attribute.as_deref());
+    let mut candidates = Vec::with_capacity(if d.plan.is_some() { devices.len() } else { 0 });
+    let planned = outcomes(ctx, d, &devices, |inv| {
+        if d.plan.is_some() {
+            candidates.push(rollouts::candidate(inv, attribute));
+        }
+    })
+    .await?;
     let phases = match &d.plan {
-        Some(p) => rollouts::deal(ctx, p, &devices).await?,
+        Some(p) => rollouts::deal_candidates(p, &devices, candidates)?,
         None => vec![0; devices.len()],
     };
-    plan_for(ctx, d, &devices, &phases, &over_max).await
+    Ok(finish(ctx, d, planned, &phases, &over_max))
 }
 
 /// The plan for targets already resolved and dealt into phases (`phases[i]` is device `i`'s
@@ -63,19 +75,29 @@ pub(super) async fn plan_for(
     phases: &[u32],
     over_max: &[String],
 ) -> ServiceResult<DeploymentPlan> {
-    let phase_count = d.plan.as_ref().map_or(1, |p| p.phases.len());
+    let planned = outcomes(ctx, d, devices, |_| {}).await?;
+    Ok(finish(ctx, d, planned, phases, over_max))
+}
+
+/// What each of `devices` would get or why it is skipped (in their order, phase not set
+/// yet), from their inventories read in batches; each inventory is also handed to `seen`.
+async fn outcomes(
+    ctx: Ctx<'_>,
+    d: &NewDeployment,
+    devices: &[String],
+    mut seen: impl FnMut(&Inventory),
+) -> ServiceResult<Vec<PlannedDevice>> {
     let mut by_type: BTreeMap<String, Vec<ArtifactRow>> = BTreeMap::new();
     let mut planned = Vec::with_capacity(devices.len());
-    for (chunk, chunk_phases) in devices.chunks(1000).zip(phases.chunks(1000)) {
-        let found: BTreeMap<String, Vec<AttrRow>> = ctx
-            .store
-            .inventory_of(chunk)
-            .await?
-            .into_iter()
-            .map(|(dev, attrs)| (dev.id, attrs))
-            .collect();
-        for (id, phase) in chunk.iter().zip(chunk_phases) {
-            let attrs = found.get(id).map(Vec::as_slice).unwrap_or_default();
+    for chunk in devices.chunks(BATCH) {
+        let mut found: BTreeMap<&str, &[AttrRow]> = BTreeMap::new();
+        let read = ctx.store.inventories(chunk).await?;
+        for inv in &read {
+            seen(inv);
+            found.insert(&inv.id, &inv.attrs);
+        }
+        for id in chunk {
+            let attrs = found.get(id.as_str()).copied().unwrap_or_default();
             let provides = provides_of(attrs);
             let device_type = provides.get("device_type").cloned().unwrap_or_default();
             if !by_type.contains_key(&device_type) {
@@ -111,13 +133,29 @@ pub(super) async fn plan_for(
             };
             planned.push(PlannedDevice {
                 id: id.clone(),
-                phase: phase + 1,
+                phase: 0,
                 outcome,
                 artifact_id: artifact.map(|a| a.id.clone()),
                 bytes: artifact.map_or(0, |a| a.size),
                 reason,
             });
         }
+    }
+    Ok(planned)
+}
+
+/// The plan from the devices' outcomes and their phases: sorted by phase, with the devices
+/// over the maximum, each phase's earliest start, the totals and the digest.
+fn finish(
+    ctx: Ctx<'_>,
+    d: &NewDeployment,
+    mut planned: Vec<PlannedDevice>,
+    phases: &[u32],
+    over_max: &[String],
+) -> DeploymentPlan {
+    let phase_count = d.plan.as_ref().map_or(1, |p| p.phases.len());
+    for (p, phase) in planned.iter_mut().zip(phases) {
+        p.phase = phase + 1;
     }
     planned.sort_by(|a, b| (a.phase, &a.id).cmp(&(b.phase, &b.id)));
     planned.extend(over_max.iter().map(|id| PlannedDevice {
@@ -176,10 +214,10 @@ pub(super) async fn plan_for(
             p.artifact_id.as_deref().unwrap_or_default()
         ));
     }
-    Ok(DeploymentPlan {
+    DeploymentPlan {
         devices: planned,
         phases: out_phases,
         totals,
         digest: hex::encode(h.finalize()),
-    })
+    }
 }

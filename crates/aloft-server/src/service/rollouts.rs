@@ -13,7 +13,7 @@ use super::deployments::deployment_changed;
 use super::{Ctx, ServiceError, ServiceResult, stored};
 use crate::domain::health::Cohort;
 use crate::domain::rollouts::{self as rules, Candidate, Command, Load, Plan, State, Step, Wait};
-use crate::store::DeploymentRow;
+use crate::store::{DeploymentRow, Inventory};
 
 /// The switch that holds every deployment.
 pub const HALT: &str = "halt";
@@ -60,9 +60,16 @@ pub async fn counts(ctx: Ctx<'_>, id: &str, phases: usize) -> ServiceResult<(Vec
     Ok((out, installing))
 }
 
-/// Why the fleet-wide halt holds, while it does.
+/// Why the fleet-wide halt holds, while it does (read from the store once per deployments
+/// epoch: engaging or releasing it moves the epoch on every replica).
 pub async fn halted(ctx: Ctx<'_>) -> ServiceResult<Option<String>> {
-    Ok(ctx.store.switch(HALT).await?)
+    if let Some(h) = ctx.caches.halt() {
+        return Ok(h);
+    }
+    let epoch = ctx.caches.deployment_epoch();
+    let h = ctx.store.switch(HALT).await?;
+    ctx.caches.remember_halt(epoch, h.clone());
+    Ok(h)
 }
 
 /// Engages (with a reason) or releases the fleet-wide halt.
@@ -87,60 +94,78 @@ pub async fn set_halt(ctx: Ctx<'_>, reason: Option<String>) -> ServiceResult<()>
     Ok(())
 }
 
-/// Whether a device whose part in `dep` is in `phase` may start it now.
-pub async fn gate(
+/// What a rollout says to one of its devices now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standing {
+    /// Whether it may start the update (asked only of a device not handed it yet).
+    pub start: Option<Result<(), Wait>>,
+    /// Its install policy and what holds the install, when the rollout controls installs
+    /// ([`rules::controls_install`]).
+    pub install: Option<super::scheduling::Install>,
+}
+
+/// What `dep` says to its device in `phase` now; `starting`: the device was not handed the
+/// update yet, so whether it may start is asked too. Reads the plan and the halt once.
+pub async fn standing(
     ctx: Ctx<'_>,
     dep: &DeploymentRow,
     phase: u32,
-) -> ServiceResult<Result<(), Wait>> {
-    let halted = halted(ctx).await?.is_some();
-    let Some((plan, state)) = of(dep)? else {
-        return Ok(rules::may_start(None, None, phase, halted, Load::default()));
-    };
-    let o = &plan.options;
-    let load = if o.max_installing.is_some() || o.max_per_minute.is_some() {
-        let (phases, installing) = counts(ctx, &dep.id, plan.phases.len()).await?;
-        let started_last_minute = if o.max_per_minute.is_some() {
-            ctx.store
-                .started_since(&dep.id, ctx.now() - MINUTE_US)
-                .await?
-        } else {
-            0
-        };
-        Load {
-            installing,
-            started_last_minute,
-            successes: phases.iter().map(|c| c.success).sum(),
-        }
-    } else {
-        Load::default()
-    };
-    Ok(rules::may_start(
-        Some(&plan),
-        Some(&state),
-        phase,
-        halted,
-        load,
-    ))
-}
-
-/// The install policy of `dep` and what holds its devices' installs now, when its rollout
-/// controls installs at all ([`rules::controls_install`]).
-pub async fn install_control(
-    ctx: Ctx<'_>,
-    dep: &DeploymentRow,
-) -> ServiceResult<Option<super::scheduling::Install>> {
-    let Some((plan, state)) = of(dep)? else {
-        return Ok(None);
-    };
-    if !rules::controls_install(&plan) {
-        return Ok(None);
+    starting: bool,
+) -> ServiceResult<Standing> {
+    let rollout = of(dep)?;
+    let controls = rollout
+        .as_ref()
+        .is_some_and(|(plan, _)| rules::controls_install(plan));
+    if !starting && !controls {
+        return Ok(Standing {
+            start: None,
+            install: None,
+        });
     }
     let halted = halted(ctx).await?.is_some();
-    Ok(Some(super::scheduling::Install {
+    let Some((plan, state)) = rollout else {
+        return Ok(Standing {
+            start: Some(rules::may_start(None, None, phase, halted, Load::default())),
+            install: None,
+        });
+    };
+    let start = if starting {
+        Some(rules::may_start(
+            Some(&plan),
+            Some(&state),
+            phase,
+            halted,
+            load(ctx, dep, &plan).await?,
+        ))
+    } else {
+        None
+    };
+    let install = controls.then(|| super::scheduling::Install {
         policy: plan.options.install,
         hold: rules::install_hold(&plan, &state, halted, ctx.now()),
-    }))
+    });
+    Ok(Standing { start, install })
+}
+
+/// How busy `dep` is now, as far as its pacing options look.
+async fn load(ctx: Ctx<'_>, dep: &DeploymentRow, plan: &Plan) -> ServiceResult<Load> {
+    let o = &plan.options;
+    if o.max_installing.is_none() && o.max_per_minute.is_none() {
+        return Ok(Load::default());
+    }
+    let (phases, installing) = counts(ctx, &dep.id, plan.phases.len()).await?;
+    let started_last_minute = if o.max_per_minute.is_some() {
+        ctx.store
+            .started_since(&dep.id, ctx.now() - MINUTE_US)
+            .await?
+    } else {
+        0
+    };
+    Ok(Load {
+        installing,
+        started_last_minute,
+        successes: phases.iter().map(|c| c.success).sum(),
+    })
 }
 
 /// Deals `devices` into the plan's phases (the phase of each, in the order given), or says
@@ -149,25 +174,40 @@ pub async fn deal(ctx: Ctx<'_>, plan: &Plan, devices: &[String]) -> ServiceResul
     let attribute = plan.options.attribute.as_deref();
     let mut candidates = Vec::with_capacity(devices.len());
     for chunk in devices.chunks(1000) {
-        for (dev, attrs) in ctx.store.inventory_of(chunk).await? {
-            let value = attribute
-                .and_then(|a| {
-                    attrs
-                        .iter()
-                        .find(|x| x.scope == "inventory" && x.name == a)
-                        .map(|x| match &x.value {
-                            serde_json::Value::String(s) => s.clone(),
-                            v => v.to_string(),
-                        })
-                })
-                .unwrap_or_default();
-            candidates.push(Candidate {
-                id: dev.id,
-                created: dev.created_ts,
-                value,
-            });
+        for inv in ctx.store.inventories(chunk).await? {
+            candidates.push(candidate(&inv, attribute));
         }
     }
+    deal_candidates(plan, devices, candidates)
+}
+
+/// A device as dealing sees it: its admission time and its value of the `attribute` that
+/// spreads the phases (empty without one).
+pub fn candidate(inv: &Inventory, attribute: Option<&str>) -> Candidate {
+    let value = attribute
+        .and_then(|a| {
+            inv.attrs
+                .iter()
+                .find(|x| x.name == a)
+                .map(|x| match &x.value {
+                    serde_json::Value::String(s) => s.clone(),
+                    v => v.to_string(),
+                })
+        })
+        .unwrap_or_default();
+    Candidate {
+        id: inv.id.clone(),
+        created: inv.created_ts,
+        value,
+    }
+}
+
+/// [`deal`] with the devices' candidates already read.
+pub fn deal_candidates(
+    plan: &Plan,
+    devices: &[String],
+    candidates: Vec<Candidate>,
+) -> ServiceResult<Vec<u32>> {
     if let Some(c) = plan.options.canaries.iter().find(|c| !devices.contains(c)) {
         return Err(ServiceError::Invalid(format!(
             "canary {c:?} is not among the deployment's devices"
@@ -201,10 +241,11 @@ pub async fn previous_release(
 ) -> ServiceResult<Option<String>> {
     let mut names = Vec::with_capacity(devices.len());
     for chunk in devices.chunks(1000) {
-        for (_, attrs) in ctx.store.inventory_of(chunk).await? {
-            if let Some(serde_json::Value::String(name)) = attrs
+        for inv in ctx.store.inventories(chunk).await? {
+            if let Some(serde_json::Value::String(name)) = inv
+                .attrs
                 .iter()
-                .find(|a| a.scope == "inventory" && a.name == "artifact_name")
+                .find(|a| a.name == "artifact_name")
                 .map(|a| &a.value)
             {
                 names.push(name.clone());
@@ -376,8 +417,14 @@ pub async fn health_history(ctx: Ctx<'_>, id: &str) -> ServiceResult<RolloutHeal
 /// Stores `new` in place of `old`, the state's text exactly as read from the row (a state
 /// written by an older version may lack fields this one writes); `false` if another replica
 /// changed it first.
+/// Stores `new` over `old` (compare-and-set); when stored, moves the deployments epoch here
+/// (the store's feed row moves it on the other replicas), so no cached answer outlives it.
 async fn swap(ctx: Ctx<'_>, id: &str, old: &str, new: &State) -> ServiceResult<bool> {
-    Ok(ctx.store.set_rollout_state(id, old, &json(new)).await?)
+    let stored = ctx.store.set_rollout_state(id, old, &json(new)).await?;
+    if stored {
+        ctx.caches.deployments_changed();
+    }
+    Ok(stored)
 }
 
 /// The state's text as `row` holds it.
@@ -452,7 +499,6 @@ async fn evaluate_asking(ctx: Ctx<'_>, id: &str, ask_gates: bool) -> ServiceResu
         }
         match &step {
             Step::Advance => {
-                ctx.caches.deployments_changed();
                 tracing::info!(deployment.id = %id, phase = next.phase + 1, "rollout advanced");
             }
             Step::Met(_) => {
@@ -506,7 +552,6 @@ pub async fn command(ctx: Ctx<'_>, id: &str, cmd: Command) -> ServiceResult<()> 
             "the rollout changed meanwhile; look again and retry".into(),
         ));
     }
-    ctx.caches.deployments_changed();
     tracing::info!(deployment.id = %id, command = ?cmd, phase = next.phase + 1, "rollout command");
     deployment_changed(ctx, id).await;
     if !matches!(cmd, Command::Pause(_)) {

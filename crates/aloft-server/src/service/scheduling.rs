@@ -267,7 +267,8 @@ pub async fn next(
             Some(id) => ctx.store.artifact(id).await?,
             None => None,
         };
-        let install = rollouts::install_control(ctx, &dep).await?;
+        let standing = rollouts::standing(ctx, &dep, dd.phase, dd.artifact_id.is_none()).await?;
+        let install = standing.install;
         let chosen = match assigned {
             // A delta handed out before that the device's provides no longer allow: it could
             // not apply it, and its daemon asks again without the checksum deltas depend on.
@@ -282,13 +283,20 @@ pub async fn next(
             // Deleted after it was assigned.
             None if dd.artifact_id.is_some() => Err(DeviceDeploymentStatus::Noartifact),
             None => {
-                if let Err(wait) = rollouts::gate(ctx, &dep, dd.phase).await? {
-                    // A device takes its deployments in order: it waits for this one.
+                // A device takes its deployments in order: it waits for this one. While only a
+                // stored change can end the wait, its polls stay off the store until one does.
+                if let Some(Err(wait)) = standing.start {
                     tracing::debug!(device.id = %device_id, deployment.id = %dep.id, ?wait, "deployment held");
+                    if wait.lasts_until_a_change() {
+                        ctx.caches.set_idle(device_id, epoch);
+                    }
                     return Ok(None);
                 }
                 if let Some(hold) = install.and_then(|i| i.hold).filter(|_| !waits) {
                     tracing::debug!(device.id = %device_id, deployment.id = %dep.id, ?hold, "install held");
+                    if hold.lasts_until_a_change() {
+                        ctx.caches.set_idle(device_id, epoch);
+                    }
                     return Ok(None);
                 }
                 choose_for(ctx, &dd, &dep, device_id, device_type, provides, false, now).await?

@@ -49,6 +49,22 @@ impl Dialect {
         }
     }
 
+    /// The JSON text of an array with one `[name, value_json, description, ts]` per
+    /// inventory attribute of the device whose id is `device_id` (`[]` when it has none):
+    /// a device's inventory as one value, so that a batch reads one row per device.
+    pub fn inventory_json(self, device_id: &str) -> String {
+        let from =
+            format!("FROM attributes a WHERE a.device_id = {device_id} AND a.scope = 'inventory'");
+        match self {
+            Self::Sqlite => format!(
+                "(SELECT json_group_array(json_array(a.name, a.value_json, a.description, a.ts)) {from})"
+            ),
+            Self::Postgres => format!(
+                "(SELECT COALESCE(json_agg(json_build_array(a.name, a.value_json, a.description, a.ts))::text, '[]') {from})"
+            ),
+        }
+    }
+
     /// The JSON text of member `key` of the JSON object in `column` (`NULL` when absent).
     pub fn push_json_member(self, qb: &mut Qb, column: &str, key: &str) {
         match self {

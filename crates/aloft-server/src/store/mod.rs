@@ -173,6 +173,17 @@ pub struct AttrRow {
     pub ts: i64,
 }
 
+/// A device's admission time and inventory (scope `inventory` only).
+#[derive(Debug, Clone)]
+pub struct Inventory {
+    /// The device id.
+    pub id: String,
+    /// When it was admitted (UNIX µs).
+    pub created_ts: i64,
+    /// Its inventory attributes, by name.
+    pub attrs: Vec<AttrRow>,
+}
+
 /// One filter of an inventory search.
 #[derive(Debug, Clone)]
 pub struct Filter {
@@ -569,6 +580,9 @@ pub trait Store: Send + Sync {
     /// Devices with their attributes, in the order of `ids` (unknown ids left out): one
     /// inventory page in three queries.
     async fn inventory_of(&self, ids: &[String]) -> StoreResult<Vec<(DeviceRow, Vec<AttrRow>)>>;
+    /// The admission time and inventory-scope attributes of each of `ids` that exists, in
+    /// the order of `ids`, in one query: what plans and rollouts deal and decide by.
+    async fn inventories(&self, ids: &[String]) -> StoreResult<Vec<Inventory>>;
     /// Sets tags: replace all or upsert.
     async fn put_tags(
         &self,

@@ -3,7 +3,7 @@
 //! `ON CONFLICT` and `RETURNING`, which both read; booleans are stored as integers; the few
 //! differences are in [`super::dialect`]. Rules come from [`crate::domain`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Once;
 use std::time::Duration;
@@ -18,8 +18,8 @@ use super::query::Qb;
 use super::{
     AdmissionFootprint, ArtifactQuery, ArtifactRow, AttrRow, AuthOutcome, AuthSetRow,
     DeploymentQuery, DeploymentRow, DeploymentStats, DeviceDeploymentRow, DeviceRow,
-    FEED_DEPLOYMENTS, FEED_REVOKED, FeedRow, InventoryQuery, SavedFilterRow, StatusOutcome, Store,
-    StoreError, StoreResult, TokenKind, TokenRow, UserRow,
+    FEED_DEPLOYMENTS, FEED_REVOKED, FeedRow, Inventory, InventoryQuery, SavedFilterRow,
+    StatusOutcome, Store, StoreError, StoreResult, TokenKind, TokenRow, UserRow,
 };
 use crate::domain::{admission, deployments as rules, tokens as token_rules};
 use aloft_api::status;
@@ -2119,6 +2119,45 @@ impl Store for SqlStore {
                 Some((d, a))
             })
             .collect())
+    }
+
+    async fn inventories(&self, ids: &[String]) -> StoreResult<Vec<Inventory>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut q = Qb::new(format!(
+            "SELECT d.id, d.created_ts, {} AS attrs FROM devices d WHERE d.id IN ",
+            self.dialect.inventory_json("d.id")
+        ));
+        q.push_list(ids.iter().cloned());
+        let mut by_id: HashMap<String, Inventory> = HashMap::with_capacity(ids.len());
+        for r in q.build()?.fetch_all(&self.pool).await.map_err(db)? {
+            let id: String = r.try_get("id").map_err(db)?;
+            let text: String = r.try_get("attrs").map_err(db)?;
+            let attrs: Vec<(String, String, Option<String>, i64)> = serde_json::from_str(&text)
+                .map_err(|e| {
+                    StoreError::Backend(format!("inventory of {id} is not readable: {e}"))
+                })?;
+            let attrs = attrs
+                .into_iter()
+                .map(|(name, value, description, ts)| AttrRow {
+                    scope: "inventory".into(),
+                    name,
+                    value: serde_json::from_str(&value).unwrap_or(Value::Null),
+                    description,
+                    ts,
+                })
+                .collect();
+            by_id.insert(
+                id.clone(),
+                Inventory {
+                    id,
+                    created_ts: r.try_get("created_ts").map_err(db)?,
+                    attrs,
+                },
+            );
+        }
+        Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
     }
 
     async fn deployment_counts(&self) -> StoreResult<BTreeMap<String, u64>> {

@@ -369,6 +369,45 @@ pub(crate) async fn inventory_pages_load_in_one_batch(db: Db) {
     let _ = b;
 }
 
+pub(crate) async fn inventories_load_in_one_query_inventory_scope_only(db: Db) {
+    let (a, b, c) = fleet(&db).await;
+    db.put_tags(
+        &a,
+        &[("owner".to_owned(), "ops".to_owned(), None)],
+        true,
+        21,
+    )
+    .await
+    .unwrap();
+    let bare = accepted(&db, "bare").await;
+    let ids = vec![c.clone(), "nobody".to_owned(), a.clone(), bare.clone()];
+    let got = db.inventories(&ids).await.unwrap();
+    let names: Vec<(&str, Vec<&str>)> = got
+        .iter()
+        .map(|i| {
+            let mut n: Vec<&str> = i.attrs.iter().map(|x| x.name.as_str()).collect();
+            n.sort_unstable();
+            (i.id.as_str(), n)
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            (c.as_str(), vec!["Hostname", "arch"]),
+            (a.as_str(), vec!["arch", "colors", "mem", "version"]),
+            (bare.as_str(), vec![]),
+        ],
+        "in the order asked, unknown ids left out, no tags"
+    );
+    let device = db.device(&a).await.unwrap().unwrap();
+    assert_eq!(got[1].created_ts, device.created_ts);
+    let mem = got[1].attrs.iter().find(|x| x.name == "mem").unwrap();
+    assert_eq!(mem.value, json!(2048));
+    assert!(got[1].attrs.iter().all(|x| x.scope == "inventory"));
+    assert!(db.inventories(&[]).await.unwrap().is_empty());
+    let _ = b;
+}
+
 /// `PostgreSQL` text holds no NUL where `SQLite`'s does: either way a NUL in a name is never a
 /// server error (it is refused as bad input, or kept as given).
 pub(crate) async fn nul_characters_are_bad_input_not_a_failure(db: Db) {

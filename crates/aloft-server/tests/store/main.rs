@@ -148,6 +148,7 @@ conformance!(
     inventory::text_search_ignores_case,
     inventory::groups_sort_and_pages,
     inventory::inventory_pages_load_in_one_batch,
+    inventory::inventories_load_in_one_query_inventory_scope_only,
     inventory::nul_characters_are_bad_input_not_a_failure,
     artifacts::same_name_and_depends_conflict,
     artifacts::artifacts_in_active_deployments_stay,
