@@ -19,9 +19,6 @@ use crate::domain::rollouts::earliest_starts;
 use crate::store::{ArtifactRow, AttrRow, Inventory};
 use crate::time::rfc3339_opt;
 
-/// Devices whose inventories one query reads.
-const BATCH: usize = 1000;
-
 /// A plan in one line: `N devices: U would update (B bytes), S skipped`.
 pub fn summary(plan: &DeploymentPlan) -> String {
     let t = &plan.totals;
@@ -89,7 +86,7 @@ async fn outcomes(
 ) -> ServiceResult<Vec<PlannedDevice>> {
     let mut by_type: BTreeMap<String, Vec<ArtifactRow>> = BTreeMap::new();
     let mut planned = Vec::with_capacity(devices.len());
-    for chunk in devices.chunks(BATCH) {
+    for chunk in devices.chunks(rollouts::BATCH) {
         let mut found: BTreeMap<&str, &[AttrRow]> = BTreeMap::new();
         let read = ctx.store.inventories(chunk).await?;
         for inv in &read {

@@ -25,6 +25,9 @@ const MINUTE_US: i64 = 60_000_000;
 /// Most compare-and-set attempts of one evaluation before it leaves the rest to the job.
 const ATTEMPTS: usize = 4;
 
+/// Devices whose inventories one store query reads (dealing, plans, roll-back).
+pub const BATCH: usize = 1000;
+
 /// A phased deployment's plan and state, read from its row.
 pub fn of(row: &DeploymentRow) -> ServiceResult<Option<(Plan, State)>> {
     match (&row.rollout, &row.rollout_state) {
@@ -173,7 +176,7 @@ async fn load(ctx: Ctx<'_>, dep: &DeploymentRow, plan: &Plan) -> ServiceResult<L
 pub async fn deal(ctx: Ctx<'_>, plan: &Plan, devices: &[String]) -> ServiceResult<Vec<u32>> {
     let attribute = plan.options.attribute.as_deref();
     let mut candidates = Vec::with_capacity(devices.len());
-    for chunk in devices.chunks(1000) {
+    for chunk in devices.chunks(BATCH) {
         for inv in ctx.store.inventories(chunk).await? {
             candidates.push(candidate(&inv, attribute));
         }
@@ -240,7 +243,7 @@ pub async fn previous_release(
     target: &str,
 ) -> ServiceResult<Option<String>> {
     let mut names = Vec::with_capacity(devices.len());
-    for chunk in devices.chunks(1000) {
+    for chunk in devices.chunks(BATCH) {
         for inv in ctx.store.inventories(chunk).await? {
             if let Some(serde_json::Value::String(name)) = inv
                 .attrs
@@ -416,9 +419,8 @@ pub async fn health_history(ctx: Ctx<'_>, id: &str) -> ServiceResult<RolloutHeal
 
 /// Stores `new` in place of `old`, the state's text exactly as read from the row (a state
 /// written by an older version may lack fields this one writes); `false` if another replica
-/// changed it first.
-/// Stores `new` over `old` (compare-and-set); when stored, moves the deployments epoch here
-/// (the store's feed row moves it on the other replicas), so no cached answer outlives it.
+/// changed it first. When stored, moves the deployments epoch here (the store's feed row
+/// moves it on the other replicas), so no cached answer outlives it.
 async fn swap(ctx: Ctx<'_>, id: &str, old: &str, new: &State) -> ServiceResult<bool> {
     let stored = ctx.store.set_rollout_state(id, old, &json(new)).await?;
     if stored {
