@@ -78,7 +78,9 @@ if kind == "sqlite":
     ids = have + [r[0] for r in rows]
     db.executemany("INSERT OR REPLACE INTO attributes (device_id, scope, name, value_json, ts) VALUES (?, ?, ?, ?, ?)",
                    (a for i, dev in enumerate(ids) for a in attrs(dev, i)))
-    db.execute("UPDATE devices SET inventory_ts = ?", (now,))
+    db.execute("UPDATE devices SET inventory_ts = ?, inventory_json = (SELECT json_group_array(json_array("
+               "a.name, a.value_json, a.description, a.ts)) FROM attributes a WHERE a.device_id = devices.id "
+               "AND a.scope = 'inventory')", (now,))
     db.commit()
 else:
     def psql(sql):
@@ -91,7 +93,9 @@ else:
       FROM (SELECT id, row_number() OVER (ORDER BY created_ts, id) AS n FROM devices) d,
            (VALUES ('device_type', '"bench-device"'), ('artifact_name', '"initial"'), ('site', '')) AS a(name, value)
       ON CONFLICT (device_id, scope, name) DO UPDATE SET value_json = excluded.value_json""")
-    psql(f"UPDATE devices SET inventory_ts = {now}")
+    psql(f"""UPDATE devices SET inventory_ts = {now}, inventory_json = COALESCE((SELECT
+      json_agg(json_build_array(a.name, a.value_json, a.description, a.ts))::text FROM attributes a
+      WHERE a.device_id = devices.id AND a.scope = 'inventory'), '[]')""")
 PY
 echo "   took $(python3 -c "import time; print(f'{time.time() - $t0:.0f} s')")"
 start_server

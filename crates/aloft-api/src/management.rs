@@ -651,6 +651,13 @@ pub struct HealthCohort {
     pub failing: u64,
     /// Of which did not check in for the gate's offline time.
     pub offline: u64,
+    /// Of which rebooted while measured (after their update; the control cohort: after the
+    /// rollout started).
+    #[serde(default)]
+    pub rebooted: u64,
+    /// Unhealthy for any of those reasons, each device once: what the gate compares.
+    #[serde(default)]
+    pub unhealthy: u64,
 }
 
 /// The health gate's comparison at one time (sampled every 30 s while the rollout runs).

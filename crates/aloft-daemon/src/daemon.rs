@@ -99,12 +99,12 @@ pub struct Daemon {
     /// The boot id this process started under: a different one means the system rebooted
     /// under us (the simulator does; a real reboot ends the process first).
     boot_id: String,
+    /// The boot count and this boot's start, sent as inventory.
+    boots: crate::boots::Boots,
 }
 
 fn read_boot_id(path: &Path) -> String {
-    std::fs::read_to_string(path)
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_default()
+    crate::boots::read_boot_id(path).unwrap_or_default()
 }
 
 impl Daemon {
@@ -142,6 +142,12 @@ impl Daemon {
                 source,
             })?;
         let spool = Spool::in_dir(journal.dir());
+        let boot_id = crate::boots::read_boot_id(&config.boot_id_file);
+        let boots = crate::boots::Boots::start(
+            journal.dir(),
+            boot_id.as_deref(),
+            crate::boots::booted_at_now(),
+        );
         let (tx, requests) = std::sync::mpsc::channel();
         let socket = control_socket(&config);
         crate::control::forward_signals(tx.clone()).map_err(|source| DaemonError::Io {
@@ -156,7 +162,8 @@ impl Daemon {
         Ok(Self {
             _lifetime: lifetime,
             device,
-            boot_id: read_boot_id(&config.boot_id_file),
+            boot_id: boot_id.unwrap_or_default(),
+            boots,
             config,
             settings,
             server,
@@ -302,6 +309,8 @@ impl Daemon {
                 });
             }
         }
+        attributes.retain(|a| a.name != crate::boots::BOOTED_AT && a.name != crate::boots::BOOTS);
+        attributes.extend(self.boots.attributes());
         let text = serde_json::to_string(&attributes).expect("serialisable");
         if !force && self.last_inventory.as_ref() == Some(&text) {
             tracing::debug!("inventory unchanged");
@@ -946,6 +955,12 @@ impl Daemon {
             tracing::error!(deployment = %record.id, reason = %r, "deployment failed");
         } else {
             tracing::info!(deployment = %record.id, status = final_status, "deployment finished");
+        }
+        if final_status == status::SUCCESS {
+            // Every final `success` follows a commit (after the reboot, or without one). Reset
+            // before the final status is recorded: after a cut in between, the next start
+            // finishes the deployment (and resets) again; the other way round it would be lost.
+            self.boots.committed();
         }
         record.step = Step::Reporting;
         record.status = Some(final_status.to_owned());

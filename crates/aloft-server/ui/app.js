@@ -435,7 +435,8 @@ function svg(tag, attrs, ...children) {
 function healthChart(id) {
   const box = h("div", { class: "chart", id: "health-chart" }, h("p", { class: "muted" }, "Loading the health comparison…"));
   get(`/v1/deployments/deployments/${id}/health`).then((hs) => {
-    const share = (c) => (c.devices ? (100 * (c.failing + c.offline)) / c.devices : 0);
+    const share = (c) => (c.devices ? (100 * c.unhealthy) / c.devices : 0);
+    const why = (c) => `${c.failing} failing, ${c.offline} offline, ${c.rebooted} rebooted`;
     // One sample is drawn as a level line across the chart.
     const pts = hs.samples.length === 1 ? [hs.samples[0], { ...hs.samples[0], ts: new Date(Date.parse(hs.samples[0].ts) + 1).toISOString() }] : hs.samples;
     if (!pts.length) { box.replaceChildren(h("p", { class: "muted" }, "No health sample yet (one every 30 s while the rollout runs).")); return; }
@@ -455,8 +456,8 @@ function healthChart(id) {
         svg("text", { x: W - pad - 200, y: 12, class: "tick legend-updated" }, "— updated"),
         svg("text", { x: W - pad - 130, y: 12, class: "tick legend-control" }, "— not yet updated")),
       h("p", { class: "muted", id: "health-now" },
-        `Now: ${last.updated.failing + last.updated.offline} of ${last.updated.devices} updated unhealthy (${share(last.updated).toFixed(0)}%), ` +
-        `${last.control.failing + last.control.offline} of ${last.control.devices} not yet updated (${share(last.control).toFixed(0)}%); ` +
+        `Now: ${last.updated.unhealthy} of ${last.updated.devices} updated unhealthy (${share(last.updated).toFixed(0)}%: ${why(last.updated)}), ` +
+        `${last.control.unhealthy} of ${last.control.devices} not yet updated (${share(last.control).toFixed(0)}%: ${why(last.control)}); ` +
         `the gate stops above the dashed line (not yet updated + ${hs.margin} points).`));
   }).catch((e) => box.replaceChildren(h("p", { class: "error" }, e.message)));
   return box;

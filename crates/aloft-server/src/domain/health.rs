@@ -1,7 +1,8 @@
 //! The health gate of a rollout: the devices it updated compared with its devices not yet
 //! updated (the control cohort). A device is unhealthy when its health probe fails (the aloft
-//! daemon's `aloft.health` inventory attribute) or when it has not checked in for the gate's
-//! offline time (any client, stock Mender ones too).
+//! daemon's `aloft.health` inventory attribute), when it has not checked in for the gate's
+//! offline time (any client, stock Mender ones too), or when it rebooted while it was measured
+//! ([`rebooted`]: aloft daemons report their boots).
 
 /// One cohort's devices and how many of them are unhealthy, and why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -12,22 +13,52 @@ pub struct Cohort {
     pub failing: u64,
     /// Of which did not check in for the offline time (and do not fail their probe).
     pub offline: u64,
+    /// Of which rebooted while measured (and are neither failing nor offline).
+    pub rebooted: u64,
 }
 
 impl Cohort {
     /// Unhealthy devices.
     pub fn unhealthy(&self) -> u64 {
-        self.failing + self.offline
+        self.failing + self.offline + self.rebooted
     }
 
-    /// Counts one device.
-    pub fn add(&mut self, failing: bool, offline: bool) {
+    /// Counts one device, unhealthy for its first reason only.
+    pub fn add(&mut self, failing: bool, offline: bool, rebooted: bool) {
         self.devices += 1;
         if failing {
             self.failing += 1;
         } else if offline {
             self.offline += 1;
+        } else if rebooted {
+            self.rebooted += 1;
         }
+    }
+}
+
+/// What a device reported about its boots (aloft daemons; nothing from stock Mender clients).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Boots {
+    /// `aloft.boots_since_update`: boots since the device last committed an update.
+    pub since_update: Option<u64>,
+    /// `aloft.booted_at`: when its current boot started, UNIX seconds by its own clock.
+    pub booted_at: Option<i64>,
+}
+
+/// Slack for the device's clock against the server's when a boot time is compared (µs).
+pub const CLOCK_SLACK_US: i64 = 60_000_000;
+
+/// Whether a device rebooted while measured. An updated device: it booted again after the boot
+/// that committed the update (its count, no clock involved). A device not yet updated: its
+/// current boot started after `measured_from` (the rollout's start, UNIX µs), beyond the clock
+/// slack. Without a report it never counts.
+pub fn rebooted(updated: bool, boots: Boots, measured_from: i64) -> bool {
+    if updated {
+        boots.since_update.is_some_and(|n| n > 0)
+    } else {
+        boots.booted_at.is_some_and(|s| {
+            s.saturating_mul(1_000_000) > measured_from.saturating_add(CLOCK_SLACK_US)
+        })
     }
 }
 
@@ -48,12 +79,13 @@ pub fn compare(updated: Cohort, control: Cohort, margin: u32) -> Option<String> 
         return None;
     }
     Some(format!(
-        "health: {} of {} updated devices are unhealthy ({}%: {} fail their health probe, {} are offline) against {} of {} not yet updated ({}%), worse by more than {margin} points",
+        "health: {} of {} updated devices are unhealthy ({}%: {} fail their health probe, {} are offline, {} rebooted) against {} of {} not yet updated ({}%), worse by more than {margin} points",
         updated.unhealthy(),
         updated.devices,
         percent(updated.unhealthy(), updated.devices),
         updated.failing,
         updated.offline,
+        updated.rebooted,
         control.unhealthy(),
         control.devices,
         percent(control.unhealthy(), control.devices),
@@ -69,6 +101,7 @@ mod tests {
             devices,
             failing,
             offline,
+            rebooted: 0,
         }
     }
 
@@ -92,6 +125,16 @@ mod tests {
                 true,
             ),
             ("offline counts", cohort(4, 0, 2), cohort(4, 0, 0), 20, true),
+            (
+                "reboots count",
+                Cohort {
+                    rebooted: 2,
+                    ..cohort(4, 0, 0)
+                },
+                cohort(4, 0, 0),
+                20,
+                true,
+            ),
             (
                 "the control is as sick",
                 cohort(4, 2, 0),
@@ -126,17 +169,77 @@ mod tests {
         }
         assert_eq!(
             compare(cohort(2, 2, 0), cohort(4, 0, 0), 20).unwrap(),
-            "health: 2 of 2 updated devices are unhealthy (100%: 2 fail their health probe, 0 are offline) against 0 of 4 not yet updated (0%), worse by more than 20 points"
+            "health: 2 of 2 updated devices are unhealthy (100%: 2 fail their health probe, 0 are offline, 0 rebooted) against 0 of 4 not yet updated (0%), worse by more than 20 points"
         );
     }
 
     #[test]
-    fn a_failing_probe_is_counted_once() {
+    fn a_device_is_counted_once_for_its_first_reason() {
         let mut c = Cohort::default();
-        c.add(true, true);
-        c.add(false, true);
-        c.add(false, false);
-        assert_eq!(c, cohort(3, 1, 1));
-        assert_eq!(c.unhealthy(), 2);
+        c.add(true, true, true);
+        c.add(false, true, true);
+        c.add(false, false, true);
+        c.add(false, false, false);
+        assert_eq!(
+            c,
+            Cohort {
+                rebooted: 1,
+                ..cohort(4, 1, 1)
+            }
+        );
+        assert_eq!(c.unhealthy(), 3);
+    }
+
+    #[test]
+    fn reboots_count_after_the_update_or_after_the_rollout_started() {
+        let start = 1_000_000_000_000_000; // UNIX µs
+        let boots = |since_update, booted_at| Boots {
+            since_update,
+            booted_at,
+        };
+        let s = start / 1_000_000;
+        let cases = [
+            (
+                "updated, the update's own boot",
+                true,
+                boots(Some(0), Some(s + 600)),
+                false,
+            ),
+            (
+                "updated, booted again",
+                true,
+                boots(Some(1), Some(s + 600)),
+                true,
+            ),
+            ("updated, a Mender client", true, boots(None, None), false),
+            (
+                "updated, boot time alone",
+                true,
+                boots(None, Some(s + 600)),
+                false,
+            ),
+            (
+                "control, booted before the start",
+                false,
+                boots(Some(3), Some(s - 600)),
+                false,
+            ),
+            (
+                "control, within the clock slack",
+                false,
+                boots(None, Some(s + 60)),
+                false,
+            ),
+            (
+                "control, booted after the start",
+                false,
+                boots(None, Some(s + 61)),
+                true,
+            ),
+            ("control, a Mender client", false, boots(None, None), false),
+        ];
+        for (what, updated, b, want) in cases {
+            assert_eq!(rebooted(updated, b, start), want, "{what}");
+        }
     }
 }

@@ -87,14 +87,17 @@ async fn outcomes(
     let mut by_type: BTreeMap<String, Vec<ArtifactRow>> = BTreeMap::new();
     let mut planned = Vec::with_capacity(devices.len());
     for chunk in devices.chunks(rollouts::BATCH) {
-        let mut found: BTreeMap<&str, &[AttrRow]> = BTreeMap::new();
         let read = ctx.store.inventories(chunk).await?;
-        for inv in &read {
-            seen(inv);
-            found.insert(&inv.id, &inv.attrs);
-        }
+        // In the order of `chunk`, unknown devices left out.
+        let mut found = read.iter().peekable();
         for id in chunk {
-            let attrs = found.get(id.as_str()).copied().unwrap_or_default();
+            let attrs = match found.next_if(|inv| inv.id == *id) {
+                Some(inv) => {
+                    seen(inv);
+                    inv.attrs.as_slice()
+                }
+                None => &[],
+            };
             let provides = provides_of(attrs);
             let device_type = provides.get("device_type").cloned().unwrap_or_default();
             if !by_type.contains_key(&device_type) {
@@ -154,7 +157,8 @@ fn finish(
     for (p, phase) in planned.iter_mut().zip(phases) {
         p.phase = phase + 1;
     }
-    planned.sort_by(|a, b| (a.phase, &a.id).cmp(&(b.phase, &b.id)));
+    // Stable: within a phase the devices stay in the order of the targets, sorted by id.
+    planned.sort_by_key(|p| p.phase);
     planned.extend(over_max.iter().map(|id| PlannedDevice {
         id: id.clone(),
         phase: 0,

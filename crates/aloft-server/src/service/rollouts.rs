@@ -3,7 +3,7 @@
 //! advances, pauses or aborts a rollout (after every final report, and by the periodic job
 //! for what time alone decides). The rules are in [`crate::domain::rollouts`].
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::time::Duration;
 
 use aloft_api::management::{GateQuestion, HealthCohort, HealthPoint, RolloutHealth};
@@ -11,7 +11,7 @@ use aloft_api::status::{Counts, DeviceDeploymentStatus};
 
 use super::deployments::deployment_changed;
 use super::{Ctx, ServiceError, ServiceResult, stored};
-use crate::domain::health::Cohort;
+use crate::domain::health::{self, Cohort};
 use crate::domain::rollouts::{self as rules, Candidate, Command, Load, Plan, State, Step, Wait};
 use crate::store::{DeploymentRow, Inventory};
 
@@ -219,7 +219,7 @@ pub fn deal_candidates(
     let n = u64::try_from(candidates.len()).unwrap_or(u64::MAX);
     let sizes = rules::sizes(n, &plan.phases).map_err(ServiceError::Invalid)?;
     let ordered = rules::order(candidates, &plan.options);
-    let mut phase_of: BTreeMap<&str, u32> = BTreeMap::new();
+    let mut phase_of: HashMap<&str, u32> = HashMap::with_capacity(ordered.len());
     let mut at = ordered.iter();
     for (phase, size) in sizes.iter().enumerate() {
         for id in at
@@ -330,7 +330,8 @@ async fn updated_devices(ctx: Ctx<'_>, id: &str) -> ServiceResult<Vec<String>> {
 /// The updated and the control cohorts of a rollout with a health gate, at `now`. A device
 /// counts as offline when its last recorded contact, or the rollout's start when it is later
 /// (contacts are written in batches, a new device may not have one yet), is older than the
-/// gate's offline time plus the write interval.
+/// gate's offline time plus the write interval; as rebooted by [`health::rebooted`], the
+/// control cohort measured from the rollout's start.
 pub async fn cohorts(
     ctx: Ctx<'_>,
     dep: &DeploymentRow,
@@ -355,12 +356,14 @@ pub async fn cohorts(
             .check_in_time
             .map_or(dep.created, |t| t.max(dep.created));
         let offline = seen < offline_before;
-        let cohort = if row.status == "success" {
+        let is_updated = row.status == "success";
+        let rebooted = health::rebooted(is_updated, row.boots, dep.created);
+        let cohort = if is_updated {
             &mut updated
         } else {
             &mut control
         };
-        cohort.add(row.failing, offline);
+        cohort.add(row.failing, offline, rebooted);
     }
     Ok(Some((updated, control)))
 }
@@ -375,8 +378,8 @@ pub const HEALTH_SAMPLES: u64 = 2880;
 async fn sample_health(ctx: Ctx<'_>, id: &str, now: i64, (updated, control): (Cohort, Cohort)) {
     let sample = crate::store::HealthSample {
         ts: now - now.rem_euclid(HEALTH_SAMPLE_US),
-        updated: (updated.devices, updated.failing, updated.offline),
-        control: (control.devices, control.failing, control.offline),
+        updated,
+        control,
     };
     if let Err(e) = ctx.store.add_health_sample(id, &sample).await {
         tracing::warn!(deployment.id = %id, error = %e, "cannot keep a health sample");
@@ -395,10 +398,12 @@ pub async fn health_history(ctx: Ctx<'_>, id: &str) -> ServiceResult<RolloutHeal
             "the deployment has no health gate".into(),
         ));
     };
-    let cohort = |(devices, failing, offline)| HealthCohort {
-        devices,
-        failing,
-        offline,
+    let cohort = |c: Cohort| HealthCohort {
+        devices: c.devices,
+        failing: c.failing,
+        offline: c.offline,
+        rebooted: c.rebooted,
+        unhealthy: c.unhealthy(),
     };
     let samples = ctx
         .store

@@ -51,7 +51,7 @@ impl Dialect {
 
     /// The JSON text of an array with one `[name, value_json, description, ts]` per
     /// inventory attribute of the device whose id is `device_id` (`[]` when it has none):
-    /// a device's inventory as one value, so that a batch reads one row per device.
+    /// a device's inventory as one value, what `devices.inventory_json` keeps.
     pub fn inventory_json(self, device_id: &str) -> String {
         let from =
             format!("FROM attributes a WHERE a.device_id = {device_id} AND a.scope = 'inventory'");
@@ -63,6 +63,37 @@ impl Dialect {
                 "(SELECT COALESCE(json_agg(json_build_array(a.name, a.value_json, a.description, a.ts))::text, '[]') {from})"
             ),
         }
+    }
+
+    /// The JSON text of an array with one `[id, created_ts, inventory]` per row of the
+    /// devices aliased `d` (`[]` for none): a batch of inventories in one row, since a row
+    /// costs the driver more than its bytes. The stored inventory texts are joined as they
+    /// are, not parsed again.
+    pub fn inventories_json(self) -> &'static str {
+        match self {
+            Self::Sqlite => {
+                "'[' || COALESCE(group_concat('[' || json_quote(d.id) || ',' || d.created_ts || ',' || d.inventory_json || ']', ','), '') || ']'"
+            }
+            Self::Postgres => {
+                "'[' || COALESCE(string_agg('[' || to_json(d.id)::text || ',' || d.created_ts || ',' || d.inventory_json || ']', ','), '') || ']'"
+            }
+        }
+    }
+
+    /// Appends `IN (...)` for the texts `values`, bound as one JSON array: a thousand ids
+    /// cost one bind, not a thousand.
+    pub fn push_in_texts(self, qb: &mut Qb, values: &[String]) {
+        let list = serde_json::to_string(values).unwrap_or_else(|_| "[]".into());
+        match self {
+            Self::Sqlite => qb
+                .push(" IN (SELECT value FROM json_each(")
+                .push_bind(list)
+                .push("))"),
+            Self::Postgres => qb
+                .push(" IN (SELECT jsonb_array_elements_text(CAST(")
+                .push_bind(list)
+                .push(" AS jsonb)))"),
+        };
     }
 
     /// The JSON text of member `key` of the JSON object in `column` (`NULL` when absent).

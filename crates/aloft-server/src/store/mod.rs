@@ -401,6 +401,8 @@ pub struct HealthRow {
     pub check_in_time: Option<i64>,
     /// Whether its health probe fails.
     pub failing: bool,
+    /// What it reported about its boots.
+    pub boots: crate::domain::health::Boots,
 }
 
 /// One sample of a rollout's health comparison: the updated cohort and the control.
@@ -408,10 +410,10 @@ pub struct HealthRow {
 pub struct HealthSample {
     /// UNIX µs (the start of its bucket).
     pub ts: i64,
-    /// The updated cohort: devices, failing their probe, offline.
-    pub updated: (u64, u64, u64),
-    /// The control cohort, likewise.
-    pub control: (u64, u64, u64),
+    /// The updated cohort.
+    pub updated: crate::domain::health::Cohort,
+    /// The control cohort.
+    pub control: crate::domain::health::Cohort,
 }
 
 /// How many device deployments of one phase have one status, and whether they were handed

@@ -69,6 +69,18 @@ fn db(e: sqlx::Error) -> StoreError {
     }
 }
 
+/// A device's inventory as `Dialect::inventories_json` returns it: id, admission time, one
+/// `[name, value_json, description, ts]` per attribute.
+type StoredInventory = (String, i64, Vec<(String, String, Option<String>, i64)>);
+
+/// The integer in a stored JSON value, a number or a decimal string as inventory scripts
+/// write (`None`: absent, not an integer, out of range).
+fn json_number<T: TryFrom<i64>>(text: Option<String>) -> Option<T> {
+    let v: Value = serde_json::from_str(&text?).ok()?;
+    let n = v.as_i64().or_else(|| v.as_str()?.trim().parse().ok())?;
+    T::try_from(n).ok()
+}
+
 fn json_text(v: &impl serde::Serialize) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
 }
@@ -1241,25 +1253,30 @@ impl Store for SqlStore {
             .await
             .map_err(db)?;
         }
-        sqlx::query("UPDATE devices SET inventory_ts = $1, check_in_time = $2 WHERE id = $3")
-            .bind(now)
-            .bind(now)
-            .bind(device_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+        sqlx::query(&format!(
+            "UPDATE devices SET inventory_ts = $1, check_in_time = $2, inventory_json = {} WHERE id = $3",
+            self.dialect.inventory_json("devices.id")
+        ))
+        .bind(now)
+        .bind(now)
+        .bind(device_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
         tx.commit().await.map_err(db)
     }
 
     async fn clear_inventory(&self, device_id: &str, now: i64) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
-        let n = sqlx::query("UPDATE devices SET inventory_ts = $1 WHERE id = $2")
-            .bind(now)
-            .bind(device_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?
-            .rows_affected();
+        let n = sqlx::query(
+            "UPDATE devices SET inventory_ts = $1, inventory_json = '[]' WHERE id = $2",
+        )
+        .bind(now)
+        .bind(device_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
         sqlx::query("DELETE FROM attributes WHERE device_id = $1 AND scope = 'inventory'")
             .bind(device_id)
             .execute(&mut *tx)
@@ -1355,6 +1372,59 @@ impl Store for SqlStore {
             }
             Ok(())
         };
+        let push_order = |qb: &mut Qb| {
+            if let Some((scope, attr, desc)) = &q.sort {
+                let dir = if *desc { "DESC" } else { "ASC" };
+                match (scope.as_str(), attr.as_str()) {
+                    ("system", "created_ts") => qb.push(format!("d.created_ts {dir}")),
+                    ("system", "updated_ts") => qb.push(format!("COALESCE(d.inventory_ts, d.updated_ts) {dir}")),
+                    ("system", "check_in_time") => qb.push(format!("d.check_in_time {dir}")),
+                    ("system", "group") => qb.push(format!("d.group_name {dir}")),
+                    ("identity", "status") => qb.push(format!("d.status {dir}")),
+                    ("identity", a) => {
+                        match self.dialect {
+                            Dialect::Sqlite => qb
+                                .push("json_extract(d.identity_json, ")
+                                .push_bind(json_path(a))
+                                .push(")"),
+                            Dialect::Postgres => qb
+                                .push("(d.identity_json::jsonb -> ")
+                                .push_bind(a.to_owned())
+                                .push(")"),
+                        };
+                        qb.push(format!(" {dir}"))
+                    }
+                    (s, a) => qb
+                        .push("(SELECT a.value_json FROM attributes a WHERE a.device_id = d.id AND a.scope = ")
+                        .push_bind(s.to_owned())
+                        .push(" AND a.name = ")
+                        .push_bind(a.to_owned())
+                        .push(format!(") {dir}")),
+                };
+                qb.push(", d.id");
+            } else {
+                qb.push("d.created_ts, d.id");
+            }
+        };
+        if q.page == 0 {
+            // Every match: one row holding them all (a row costs the driver more than its
+            // bytes; a million ids came in seconds one row each), no count.
+            let mut qb = Qb::new(match self.dialect {
+                Dialect::Sqlite => "SELECT json_group_array(d.id ORDER BY ",
+                Dialect::Postgres => "SELECT COALESCE(json_agg(d.id ORDER BY ",
+            });
+            push_order(&mut qb);
+            qb.push(match self.dialect {
+                Dialect::Sqlite => ") FROM devices d WHERE 1 = 1",
+                Dialect::Postgres => ")::text, '[]') FROM devices d WHERE 1 = 1",
+            });
+            build(&mut qb)?;
+            let text: String = qb.build_scalar()?.fetch_one(&self.pool).await.map_err(db)?;
+            let ids: Vec<String> = serde_json::from_str(&text)
+                .map_err(|e| StoreError::Backend(format!("device ids are not readable: {e}")))?;
+            let total = u64::try_from(ids.len()).unwrap_or(u64::MAX);
+            return Ok((ids, total));
+        }
         let mut cq = Qb::new("SELECT COUNT(*) FROM devices d WHERE 1 = 1");
         build(&mut cq)?;
         let total: i64 = cq.build_scalar()?.fetch_one(&self.pool).await.map_err(db)?;
@@ -1362,38 +1432,7 @@ impl Store for SqlStore {
         let mut qb = Qb::new("SELECT d.id FROM devices d WHERE 1 = 1");
         build(&mut qb)?;
         qb.push(" ORDER BY ");
-        if let Some((scope, attr, desc)) = &q.sort {
-            let dir = if *desc { "DESC" } else { "ASC" };
-            match (scope.as_str(), attr.as_str()) {
-                ("system", "created_ts") => qb.push(format!("d.created_ts {dir}")),
-                ("system", "updated_ts") => qb.push(format!("COALESCE(d.inventory_ts, d.updated_ts) {dir}")),
-                ("system", "check_in_time") => qb.push(format!("d.check_in_time {dir}")),
-                ("system", "group") => qb.push(format!("d.group_name {dir}")),
-                ("identity", "status") => qb.push(format!("d.status {dir}")),
-                ("identity", a) => {
-                    match self.dialect {
-                        Dialect::Sqlite => qb
-                            .push("json_extract(d.identity_json, ")
-                            .push_bind(json_path(a))
-                            .push(")"),
-                        Dialect::Postgres => qb
-                            .push("(d.identity_json::jsonb -> ")
-                            .push_bind(a.to_owned())
-                            .push(")"),
-                    };
-                    qb.push(format!(" {dir}"))
-                }
-                (s, a) => qb
-                    .push("(SELECT a.value_json FROM attributes a WHERE a.device_id = d.id AND a.scope = ")
-                    .push_bind(s.to_owned())
-                    .push(" AND a.name = ")
-                    .push_bind(a.to_owned())
-                    .push(format!(") {dir}")),
-            };
-            qb.push(", d.id");
-        } else {
-            qb.push("d.created_ts, d.id");
-        }
+        push_order(&mut qb);
         let (limit, offset) = limits(q.page, q.per_page);
         qb.push(" LIMIT ")
             .push_bind(limit)
@@ -1811,9 +1850,12 @@ impl Store for SqlStore {
     async fn rollout_health(&self, id: &str) -> StoreResult<Vec<super::HealthRow>> {
         let rows = sqlx::query(
             "SELECT dd.status, d.check_in_time, \
-             CASE WHEN a.value_json = '\"failing\"' THEN 1 ELSE 0 END AS failing \
+             CASE WHEN a.value_json = '\"failing\"' THEN 1 ELSE 0 END AS failing, \
+             b.value_json AS boots, t.value_json AS booted_at \
              FROM device_deployments dd JOIN devices d ON d.id = dd.device_id \
              LEFT JOIN attributes a ON a.device_id = dd.device_id AND a.scope = 'inventory' AND a.name = 'aloft.health' \
+             LEFT JOIN attributes b ON b.device_id = dd.device_id AND b.scope = 'inventory' AND b.name = 'aloft.boots_since_update' \
+             LEFT JOIN attributes t ON t.device_id = dd.device_id AND t.scope = 'inventory' AND t.name = 'aloft.booted_at' \
              WHERE dd.deployment_id = $1 AND dd.status IN ('success', 'pending', 'downloading', 'pause_before_installing')",
         )
         .bind(id)
@@ -1826,6 +1868,10 @@ impl Store for SqlStore {
                 status: r.get("status"),
                 check_in_time: r.get("check_in_time"),
                 failing: r.get::<i64, _>("failing") != 0,
+                boots: crate::domain::health::Boots {
+                    since_update: json_number(r.get("boots")),
+                    booted_at: json_number(r.get("booted_at")),
+                },
             })
             .collect())
     }
@@ -1834,20 +1880,24 @@ impl Store for SqlStore {
         let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         sqlx::query(
             "INSERT INTO health_samples (deployment_id, ts, updated_devices, updated_failing, \
-             updated_offline, control_devices, control_failing, control_offline) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (deployment_id, ts) DO UPDATE SET \
+             updated_offline, updated_rebooted, control_devices, control_failing, control_offline, \
+             control_rebooted) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             ON CONFLICT (deployment_id, ts) DO UPDATE SET \
              updated_devices = excluded.updated_devices, updated_failing = excluded.updated_failing, \
-             updated_offline = excluded.updated_offline, control_devices = excluded.control_devices, \
-             control_failing = excluded.control_failing, control_offline = excluded.control_offline",
+             updated_offline = excluded.updated_offline, updated_rebooted = excluded.updated_rebooted, \
+             control_devices = excluded.control_devices, control_failing = excluded.control_failing, \
+             control_offline = excluded.control_offline, control_rebooted = excluded.control_rebooted",
         )
         .bind(id)
         .bind(x.ts)
-        .bind(n(x.updated.0))
-        .bind(n(x.updated.1))
-        .bind(n(x.updated.2))
-        .bind(n(x.control.0))
-        .bind(n(x.control.1))
-        .bind(n(x.control.2))
+        .bind(n(x.updated.devices))
+        .bind(n(x.updated.failing))
+        .bind(n(x.updated.offline))
+        .bind(n(x.updated.rebooted))
+        .bind(n(x.control.devices))
+        .bind(n(x.control.failing))
+        .bind(n(x.control.offline))
+        .bind(n(x.control.rebooted))
         .execute(&self.pool)
         .await
         .map_err(db)?;
@@ -1866,19 +1916,16 @@ impl Store for SqlStore {
         let mut out: Vec<super::HealthSample> = rows
             .iter()
             .map(|r| {
-                let g = |c: &str| count(r.get::<i64, _>(c));
+                let cohort = |of: &str| crate::domain::health::Cohort {
+                    devices: count(r.get::<i64, _>(format!("{of}_devices").as_str())),
+                    failing: count(r.get::<i64, _>(format!("{of}_failing").as_str())),
+                    offline: count(r.get::<i64, _>(format!("{of}_offline").as_str())),
+                    rebooted: count(r.get::<i64, _>(format!("{of}_rebooted").as_str())),
+                };
                 super::HealthSample {
                     ts: r.get("ts"),
-                    updated: (
-                        g("updated_devices"),
-                        g("updated_failing"),
-                        g("updated_offline"),
-                    ),
-                    control: (
-                        g("control_devices"),
-                        g("control_failing"),
-                        g("control_offline"),
-                    ),
+                    updated: cohort("updated"),
+                    control: cohort("control"),
                 }
             })
             .collect();
@@ -2126,18 +2173,15 @@ impl Store for SqlStore {
             return Ok(Vec::new());
         }
         let mut q = Qb::new(format!(
-            "SELECT d.id, d.created_ts, {} AS attrs FROM devices d WHERE d.id IN ",
-            self.dialect.inventory_json("d.id")
+            "SELECT {} FROM devices d WHERE d.id",
+            self.dialect.inventories_json()
         ));
-        q.push_list(ids.iter().cloned());
-        let mut by_id: HashMap<String, Inventory> = HashMap::with_capacity(ids.len());
-        for r in q.build()?.fetch_all(&self.pool).await.map_err(db)? {
-            let id: String = r.try_get("id").map_err(db)?;
-            let text: String = r.try_get("attrs").map_err(db)?;
-            let attrs: Vec<(String, String, Option<String>, i64)> = serde_json::from_str(&text)
-                .map_err(|e| {
-                    StoreError::Backend(format!("inventory of {id} is not readable: {e}"))
-                })?;
+        self.dialect.push_in_texts(&mut q, ids);
+        let text: String = q.build_scalar()?.fetch_one(&self.pool).await.map_err(db)?;
+        let rows: Vec<StoredInventory> = serde_json::from_str(&text)
+            .map_err(|e| StoreError::Backend(format!("inventories are not readable: {e}")))?;
+        let mut by_id: HashMap<String, Inventory> = HashMap::with_capacity(rows.len());
+        for (id, created_ts, attrs) in rows {
             let attrs = attrs
                 .into_iter()
                 .map(|(name, value, description, ts)| AttrRow {
@@ -2152,7 +2196,7 @@ impl Store for SqlStore {
                 id.clone(),
                 Inventory {
                     id,
-                    created_ts: r.try_get("created_ts").map_err(db)?,
+                    created_ts,
                     attrs,
                 },
             );

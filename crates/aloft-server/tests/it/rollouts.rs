@@ -793,7 +793,7 @@ fn the_health_gate_pauses_when_updated_devices_fail_their_probe_and_not_before_t
     let why = paused["rollout"]["paused"].as_str().unwrap();
     let reason = |n: u32| {
         format!(
-            "health: {n} of 2 updated devices are unhealthy ({}%: {n} fail their health probe, 0 are offline) against 0 of 4 not yet updated (0%), worse by more than 20 points",
+            "health: {n} of 2 updated devices are unhealthy ({}%: {n} fail their health probe, 0 are offline, 0 rebooted) against 0 of 4 not yet updated (0%), worse by more than 20 points",
             n * 50
         )
     };
@@ -850,6 +850,92 @@ fn the_health_gate_pauses_when_updated_devices_fail_their_probe_and_not_before_t
             (inventory(&app, &ids[*i], "aloft.health") == Some(json!("failing"))).then_some(())
         });
     }
+    for dev in &mut daemons {
+        dev.kill();
+    }
+}
+
+#[test]
+fn the_health_gate_pauses_when_updated_devices_reboot_again() {
+    let app = TestApp::start();
+    let work = tempfile::tempdir().unwrap();
+    let (mut daemons, ids) = fleet(&app, work.path(), 6, |_| String::new());
+    app.upload_ok(&rootfs_artifact(
+        work.path(),
+        "release-2",
+        "sim-board",
+        1 << 20,
+    ));
+    let d = create(
+        &app,
+        &json!({
+            "name": "watched", "artifact_name": "release-2", "devices": ids,
+            "phases": [{"devices": 2}, {}],
+            "rollout": {"advance": "manual", "health": {"margin": 20, "offline_after_seconds": 60}},
+        }),
+    );
+    wait_for(120, "phase 1 to succeed", || {
+        let v = deployment(&app, &d);
+        (v["phases"][0]["summary"]["success"] == 2).then_some(())
+    });
+    let updated: Vec<usize> = {
+        let s = statuses(&app, &d);
+        (0..6).filter(|i| s[&ids[*i]] == "success").collect()
+    };
+    // The update's own reboot is not a reboot after it: each reports 0 and the gate lets it be.
+    for i in &updated {
+        wait_for(30, "the boot count after the update", || {
+            (inventory(&app, &ids[*i], "aloft.boots_since_update") == Some(json!(0))).then_some(())
+        });
+    }
+    std::thread::sleep(Duration::from_secs(6));
+    let v = deployment(&app, &d);
+    assert!(v["rollout"]["paused"].is_null(), "{v}");
+    // Both updated devices go down and boot again (the control cohort runs on).
+    for i in &updated {
+        daemons[*i].kill();
+        let ok = Command::new(bin("aloftctl"))
+            .args(["sim", "reboot"])
+            .arg(&daemons[*i].dir)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        daemons[*i].start();
+    }
+    let paused = wait_for(60, "the health gate to pause the rollout", || {
+        let v = deployment(&app, &d);
+        v["rollout"]["paused"].is_string().then_some(v)
+    });
+    let why = paused["rollout"]["paused"].as_str().unwrap();
+    let reason = |n: u32| {
+        format!(
+            "health: {n} of 2 updated devices are unhealthy ({}%: 0 fail their health probe, 0 are offline, {n} rebooted) against 0 of 4 not yet updated (0%), worse by more than 20 points",
+            n * 50
+        )
+    };
+    assert!(why == reason(1) || why == reason(2), "{paused}");
+    for i in &updated {
+        assert_eq!(
+            inventory(&app, &ids[*i], "aloft.boots_since_update"),
+            Some(json!(1))
+        );
+    }
+    let h = app
+        .get(&format!(
+            "/api/management/v1/deployments/deployments/{d}/health"
+        ))
+        .expect(200)
+        .json();
+    let last = h["samples"].as_array().unwrap().last().cloned().unwrap();
+    assert!(last["updated"]["rebooted"].as_u64() > Some(0), "{h}");
+    assert_eq!(
+        last["updated"]["unhealthy"], last["updated"]["rebooted"],
+        "{h}"
+    );
+    assert_eq!(last["control"]["unhealthy"], 0, "{h}");
+    // No device of phase 2 was handed the update.
+    let s = statuses(&app, &d);
+    assert_eq!(s.values().filter(|x| *x == "success").count(), 2, "{s:?}");
     for dev in &mut daemons {
         dev.kill();
     }

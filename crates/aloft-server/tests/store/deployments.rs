@@ -1,5 +1,6 @@
 //! Deployments and status reports.
 
+use aloft_server::domain::health::Cohort;
 use aloft_server::store::{
     DeploymentQuery, DeploymentRow, HealthSample, InventoryQuery, SavedFilterRow, StatusOutcome,
     Store as _, StoreError,
@@ -617,8 +618,18 @@ pub(crate) async fn devices_join_a_dynamic_deployment_up_to_its_cap(db: Db) {
 pub(crate) async fn health_samples_keep_the_latest_per_bucket_newest_last(db: Db) {
     let at = |ts, failing| HealthSample {
         ts,
-        updated: (2, failing, 0),
-        control: (4, 0, 1),
+        updated: Cohort {
+            devices: 2,
+            failing,
+            offline: 0,
+            rebooted: 1,
+        },
+        control: Cohort {
+            devices: 4,
+            failing: 0,
+            offline: 1,
+            rebooted: 2,
+        },
     };
     for s in [at(30, 0), at(60, 1), at(90, 2)] {
         db.add_health_sample("d1", &s).await.unwrap();

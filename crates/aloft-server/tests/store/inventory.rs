@@ -408,6 +408,72 @@ pub(crate) async fn inventories_load_in_one_query_inventory_scope_only(db: Db) {
     let _ = b;
 }
 
+/// The inventories read in batches follow every write of a device's inventory (merge,
+/// replace, clear) and agree with its attribute rows.
+pub(crate) async fn batch_inventories_follow_every_inventory_write(db: Db) {
+    let id = accepted(&db, "a").await;
+    let read = |db: Db, id: String| async move {
+        let got = db.inventories(std::slice::from_ref(&id)).await.unwrap();
+        let mut batch: Vec<(String, Value)> = got[0]
+            .attrs
+            .iter()
+            .map(|x| (x.name.clone(), x.value.clone()))
+            .collect();
+        batch.sort_by(|a, b| a.0.cmp(&b.0));
+        let rows: Vec<(String, Value)> = db
+            .attributes(&id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|x| x.scope == "inventory")
+            .map(|x| (x.name, x.value))
+            .collect();
+        assert_eq!(batch, rows, "the batch read agrees with the attribute rows");
+        batch
+    };
+    let attrs = |pairs: &[(&str, Value)]| -> Vec<(String, Value)> {
+        pairs
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), v.clone()))
+            .collect()
+    };
+    db.put_inventory(
+        &id,
+        &attrs(&[("arch", json!("x86")), ("mem", json!(1))]),
+        false,
+        5,
+    )
+    .await
+    .unwrap();
+    db.put_inventory(
+        &id,
+        &attrs(&[("mem", json!(2)), ("os", json!(["a", "b"]))]),
+        false,
+        6,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        read(db.clone(), id.clone()).await,
+        attrs(&[
+            ("arch", json!("x86")),
+            ("mem", json!(2)),
+            ("os", json!(["a", "b"]))
+        ]),
+        "merged"
+    );
+    db.put_inventory(&id, &attrs(&[("kernel", json!("6.1"))]), true, 7)
+        .await
+        .unwrap();
+    assert_eq!(
+        read(db.clone(), id.clone()).await,
+        attrs(&[("kernel", json!("6.1"))]),
+        "replaced"
+    );
+    assert!(db.clear_inventory(&id, 8).await.unwrap());
+    assert!(read(db.clone(), id.clone()).await.is_empty(), "cleared");
+}
+
 /// `PostgreSQL` text holds no NUL where `SQLite`'s does: either way a NUL in a name is never a
 /// server error (it is refused as bad input, or kept as given).
 pub(crate) async fn nul_characters_are_bad_input_not_a_failure(db: Db) {

@@ -149,6 +149,7 @@ conformance!(
     inventory::groups_sort_and_pages,
     inventory::inventory_pages_load_in_one_batch,
     inventory::inventories_load_in_one_query_inventory_scope_only,
+    inventory::batch_inventories_follow_every_inventory_write,
     inventory::nul_characters_are_bad_input_not_a_failure,
     artifacts::same_name_and_depends_conflict,
     artifacts::artifacts_in_active_deployments_stay,
