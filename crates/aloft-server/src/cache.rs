@@ -41,6 +41,8 @@ pub struct Caches {
     /// Contact times not written yet: flushed in one transaction every second
     /// (`crate::server`), so that polls never wait on a write.
     check_ins: Mutex<HashMap<String, i64>>,
+    /// When this process's last complete dynamic sweep started (UNIX µs; 0: none yet).
+    swept_from: std::sync::atomic::AtomicI64,
 }
 
 fn insert_bounded<V>(map: &mut HashMap<String, V>, k: String, v: V) {
@@ -171,6 +173,18 @@ impl Caches {
 }
 
 impl Caches {
+    /// Where the next dynamic sweep starts: devices changed since the start of this
+    /// process's last complete sweep (`None`: every device, the first sweep of a process).
+    pub fn sweep_since(&self) -> Option<i64> {
+        let at = self.swept_from.load(Ordering::Acquire);
+        (at > 0).then_some(at)
+    }
+
+    /// A sweep that started at `started_us` added every device it found.
+    pub fn swept(&self, started_us: i64) {
+        self.swept_from.store(started_us, Ordering::Release);
+    }
+
     /// Notes a device's contact at `now_us`, for the next [`Caches::take_check_ins`].
     pub fn note_check_in(&self, device_id: &str, now_us: i64) {
         if let Ok(mut map) = self.check_ins.lock() {

@@ -256,7 +256,7 @@ async function groupEditor(id, group) {
 }
 
 // Dynamic groups (saved inventory filters): each with its terms and how many devices match
-// now; one is defined here by a single term (more terms through the API or aloftctl).
+// now; defined here by one or more terms ("And" adds the term typed to the list, all must hold).
 const OPS = [["$eq", "="], ["$ne", "≠"], ["$gt", ">"], ["$gte", "≥"], ["$lt", "<"], ["$lte", "≤"]];
 function termText(t) {
   const op = (OPS.find(([o]) => o === t.type) || [t.type, t.type])[1];
@@ -272,13 +272,29 @@ async function dynamicGroups() {
     const op = h("select", { id: "dyn-op", "aria-label": "Operator" }, OPS.map(([o, t]) => h("option", { value: o }, t)));
     const value = h("input", { id: "dyn-value", placeholder: "value", "aria-label": "Value" });
     const err = h("span", { class: "error", role: "alert" });
+    const terms = [];
+    const termList = h("span", { id: "dyn-terms", class: "muted" });
+    // The term typed in the fields, or none while its attribute is empty.
+    const typed = () => {
+      if (attr.value.trim() === "") return null;
+      const [scope, attribute] = attr.value.includes("/") ? attr.value.split("/", 2) : ["inventory", attr.value];
+      const v = value.value.trim() !== "" && !Number.isNaN(Number(value.value)) ? Number(value.value) : value.value;
+      return { scope, attribute: attribute.trim(), type: op.value, value: v };
+    };
+    const addTerm = () => {
+      const t = typed();
+      if (!t) { err.textContent = "Type an attribute first."; return; }
+      err.textContent = "";
+      terms.push(t);
+      attr.value = ""; value.value = "";
+      termList.textContent = `${terms.map(termText).join(" and ")} and …`;
+    };
     const define = async (e) => {
       e.preventDefault();
       err.textContent = "";
-      const [scope, attribute] = attr.value.includes("/") ? attr.value.split("/", 2) : ["inventory", attr.value];
-      const v = value.value.trim() !== "" && !Number.isNaN(Number(value.value)) ? Number(value.value) : value.value;
+      const all = typed() ? [...terms, typed()] : terms;
       try {
-        await api("POST", "/v2/inventory/filters", { name: name.value.trim(), terms: [{ scope, attribute: attribute.trim(), type: op.value, value: v }] });
+        await api("POST", "/v2/inventory/filters", { name: name.value.trim(), terms: all });
         toast(`Dynamic group ${name.value.trim()} defined.`);
         draw();
       } catch (x) { err.textContent = x.message; }
@@ -289,7 +305,8 @@ async function dynamicGroups() {
         h("tbody", {}, list.map((f, i) => h("tr", { "data-filter": f.name },
           h("td", {}, f.name), h("td", {}, f.terms.map(termText).join(" and ")), h("td", { class: "count" }, counts[i] || "0"),
           h("td", {}, h("button", { class: "danger", onclick: async () => { try { await api("DELETE", `/v2/inventory/filters/${f.id}`); toast(`Dynamic group ${f.name} deleted.`); draw(); } catch (x) { toast(x.message); } } }, "Delete")))))),
-      h("form", { class: "row", id: "dyn-form", onsubmit: define }, name, attr, op, value, h("button", { type: "submit", id: "dyn-define" }, "Define"), err));
+      h("form", { class: "row", id: "dyn-form", onsubmit: define }, name, termList, attr, op, value,
+        h("button", { type: "button", id: "dyn-and", onclick: addTerm }, "And"), h("button", { type: "submit", id: "dyn-define" }, "Define"), err));
   }
   await draw();
   return card;
@@ -488,6 +505,9 @@ async function deploymentsPage() {
     accepted.map((d) => h("label", { class: "row" }, h("input", { type: "checkbox", value: d.id, "data-pick": d.id, onchange: () => summary() }),
       `${d.id.slice(0, 8)} ${Object.values(d.identity_data || {}).join(" ")}`)));
   const matching = h("p", { id: "deployment-summary", class: "muted", "aria-live": "polite" });
+  // A dynamic group's deployment may take at most this many devices (the first to match).
+  const maxDevices = h("input", { id: "deployment-max", type: "number", min: 1, placeholder: "no limit" });
+  const maxBox = h("div", { hidden: true }, h("label", { for: "deployment-max" }, "At most this many devices (the first to match, in admission order)"), maxDevices);
   const err = h("div", { class: "error", role: "alert" });
   const phases = h("input", { id: "deployment-phases", placeholder: "e.g. 1, 10%, rest (empty: all at once)" });
   const advance = h("select", { id: "deployment-advance" }, h("option", { value: "manual" }, "By hand"), h("option", { value: "auto" }, "When the success threshold holds"));
@@ -526,8 +546,10 @@ async function deploymentsPage() {
       if (windowCron.value.trim() !== "") b.rollout.window = { cron: windowCron.value.trim(), duration_seconds: Math.round(Number(windowMinutes.value) * 60), time_zone: zone.value.trim() || "UTC" };
     }
     if (target.value === "all") b.all_devices = true;
-    else if (isDynamic()) b.filter_id = target.value.slice(4);
-    else if (target.value === "pick") { b.devices = chosen(); if (!b.devices.length) throw new ApiError("Choose at least one device."); }
+    else if (isDynamic()) {
+      b.filter_id = target.value.slice(4);
+      if (maxDevices.value !== "") b.max_devices = Number(maxDevices.value);
+    } else if (target.value === "pick") { b.devices = chosen(); if (!b.devices.length) throw new ApiError("Choose at least one device."); }
     return b;
   }
   const planButton = h("button", { type: "button", id: "deployment-plan", onclick: async () => {
@@ -538,12 +560,14 @@ async function deploymentsPage() {
       const plan = await api("POST", isDynamic() ? "/v2/deployments/deployments/plan" : "/v1/deployments/deployments/plan", b);
       planned = target.value.startsWith("group:") ? null : plan.digest;
       planBox.replaceChildren(planView(plan));
+      planBox.classList.remove("stale");
     } catch (x) { err.textContent = x.message; }
   } }, "Show the plan");
   const chosen = () => [...picks.querySelectorAll("input:checked")].map((i) => i.value);
   async function summary() {
     planned = null; planBox.replaceChildren(); // the plan shown no longer holds
     picks.hidden = target.value !== "pick";
+    maxBox.hidden = !isDynamic();
     let n = accepted.length;
     if (target.value === "pick") n = chosen().length;
     else if (target.value.startsWith("group:")) n = (await get(`/v1/inventory/groups/${encodeURIComponent(target.value.slice(6))}/devices?per_page=500`)).length;
@@ -565,7 +589,7 @@ async function deploymentsPage() {
   } }, h("h2", {}, "New deployment"),
     names.length === 0 ? empty("Upload an artifact first.") : [
       h("label", { for: "deployment-name" }, "Name"), name, h("label", { for: "deployment-artifact" }, "Artifact"), artifact,
-      h("label", { for: "deployment-target" }, "Devices"), target, picks, matching,
+      h("label", { for: "deployment-target" }, "Devices"), target, picks, matching, maxBox,
       h("label", { for: "deployment-phases" }, "Phases"), phases,
       h("label", { for: "deployment-advance" }, "Next phase opens"), advance,
       h("div", { class: "row" }, h("div", {}, h("label", { for: "deployment-success" }, "Success threshold %"), success),
@@ -577,7 +601,9 @@ async function deploymentsPage() {
         h("div", {}, h("label", { for: "deployment-tz" }, "Time zone"), zone)),
       err, planBox,
       h("p", { class: "row" }, planButton, h("button", { class: "primary", type: "submit", id: "deployment-create" }, "Create deployment"))]);
-  for (const input of [phases, advance, success, failure, healthMargin, name, install, windowCron, windowMinutes, zone]) input.addEventListener("change", () => { planned = null; planBox.replaceChildren(); });
+  // An edit makes the plan shown stale: dimmed, not removed (removing it would move the
+  // "Show the plan" button from under the pointer that is clicking it), and never sent.
+  for (const input of [phases, advance, success, failure, healthMargin, maxDevices, name, install, windowCron, windowMinutes, zone]) input.addEventListener("change", () => { planned = null; planBox.classList.add("stale"); });
   render(seq, h("h1", {}, "Deployments"), halt, form, h("h2", {}, "All deployments"), deploymentTable(list, "No deployment yet."));
   drawHalt();
   if (names.length) summary();

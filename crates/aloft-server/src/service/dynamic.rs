@@ -118,12 +118,18 @@ pub(crate) fn filter_of(dep: &DeploymentRow) -> ServiceResult<Option<SavedFilter
 
 /// Adds to `dep` the accepted devices that match its filter and are not in it (only those of
 /// `only`, when given), in admission order, each in the phase a joining device is dealt into.
-async fn join(ctx: Ctx<'_>, dep: &DeploymentRow, only: Option<&[String]>) -> ServiceResult<()> {
+async fn join(
+    ctx: Ctx<'_>,
+    dep: &DeploymentRow,
+    only: Option<&[String]>,
+    changed_since: Option<i64>,
+) -> ServiceResult<()> {
     let Some(filter) = filter_of(dep)? else {
         return Ok(());
     };
     let mut q = accepted_query(predicates(&filter.terms));
     q.not_in_deployment = Some(dep.id.clone());
+    q.changed_since = changed_since;
     if let Some(ids) = only {
         q.ids = ids.to_vec();
     }
@@ -161,18 +167,36 @@ pub async fn devices_changed(ctx: Ctx<'_>, ids: Option<&[String]>) {
         }
     };
     for dep in deployments {
-        if let Err(e) = join(ctx, &dep, ids).await {
+        if let Err(e) = join(ctx, &dep, ids, None).await {
             tracing::warn!(deployment.id = %dep.id, error = %e, "cannot add matching devices to a dynamic deployment; the sweep will");
         }
     }
 }
 
 /// The periodic sweep: every running dynamic deployment takes the matching devices it lacks.
+/// A process's first sweep looks at every device; later ones at the devices changed since the
+/// previous complete sweep started (what a missed [`devices_changed`] can have left out), less
+/// [`SWEEP_OVERLAP_US`], so that a sweep over a million devices does not scan them all.
 pub async fn sweep(ctx: Ctx<'_>) -> ServiceResult<()> {
+    // The real time, as device changes are stamped (not the rollout clock a test moves).
+    let started = crate::time::now_us();
+    let since = ctx
+        .caches
+        .sweep_since()
+        .map(|t| t.saturating_sub(SWEEP_OVERLAP_US));
+    let mut complete = true;
     for dep in ctx.store.active_dynamic().await? {
-        if let Err(e) = join(ctx, &dep, None).await {
+        if let Err(e) = join(ctx, &dep, None, since).await {
+            complete = false;
             tracing::warn!(deployment.id = %dep.id, error = %e, "cannot sweep a dynamic deployment");
         }
     }
+    if complete {
+        ctx.caches.swept(started);
+    }
     Ok(())
 }
+
+/// How far back of the previous sweep's start the next looks (µs): changes stored by a
+/// transaction still open as that sweep read, with a clock a little behind.
+pub const SWEEP_OVERLAP_US: i64 = 60_000_000;

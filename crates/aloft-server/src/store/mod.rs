@@ -210,6 +210,9 @@ pub struct InventoryQuery {
     pub has_group: Option<bool>,
     /// Only devices not yet in this deployment.
     pub not_in_deployment: Option<String>,
+    /// Only devices whose admission, group, tags or inventory changed at or after this time
+    /// (UNIX µs).
+    pub changed_since: Option<i64>,
     /// Sort by (scope, attribute, descending).
     pub sort: Option<(String, String, bool)>,
     /// Free text over identity and inventory values.

@@ -1334,11 +1334,25 @@ impl Store for SqlStore {
             .await
             .map_err(db)?;
         }
+        sqlx::query("UPDATE devices SET updated_ts = $1 WHERE id = $2")
+            .bind(now)
+            .bind(device_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
         tx.commit().await.map_err(db)
     }
 
     async fn search_inventory(&self, q: &InventoryQuery) -> StoreResult<(Vec<String>, u64)> {
         let build = |qb: &mut Qb| -> StoreResult<()> {
+            // First: it is the cheap test that leaves most of a large fleet out.
+            if let Some(since) = q.changed_since {
+                qb.push(" AND (d.updated_ts >= ")
+                    .push_bind(since)
+                    .push(" OR d.inventory_ts >= ")
+                    .push_bind(since)
+                    .push(")");
+            }
             for f in &q.filters {
                 push_filter(qb, self.dialect, f)?;
             }
@@ -1816,23 +1830,33 @@ impl Store for SqlStore {
     }
 
     async fn phase_counts(&self, id: &str) -> StoreResult<Vec<super::PhaseCount>> {
+        // Grouped in the order of `device_deployments_phases`: read from the index alone, no
+        // sort (the rollout job counts every active rollout every tick).
         let rows = sqlx::query(
-            "SELECT phase, status, CASE WHEN started IS NULL THEN 0 ELSE 1 END AS handed, COUNT(*) AS n \
-             FROM device_deployments WHERE deployment_id = $1 GROUP BY phase, status, handed ORDER BY phase",
+            "SELECT phase, status, COUNT(*) AS n, COUNT(started) AS handed \
+             FROM device_deployments WHERE deployment_id = $1 GROUP BY phase, status ORDER BY phase, status",
         )
         .bind(id)
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        Ok(rows
-            .iter()
-            .map(|r| super::PhaseCount {
-                phase: u32::try_from(r.get::<i64, _>("phase")).unwrap_or(u32::MAX),
-                status: r.get("status"),
-                started: r.get::<i64, _>("handed") != 0,
-                count: count(r.get("n")),
-            })
-            .collect())
+        let mut out = Vec::with_capacity(rows.len() * 2);
+        for r in &rows {
+            let phase = u32::try_from(r.get::<i64, _>("phase")).unwrap_or(u32::MAX);
+            let status: String = r.get("status");
+            let (n, handed) = (count(r.get("n")), count(r.get("handed")));
+            for (started, count) in [(false, n.saturating_sub(handed)), (true, handed)] {
+                if count > 0 {
+                    out.push(super::PhaseCount {
+                        phase,
+                        status: status.clone(),
+                        started,
+                        count,
+                    });
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn started_since(&self, id: &str, since: i64) -> StoreResult<u64> {

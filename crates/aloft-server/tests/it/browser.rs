@@ -517,10 +517,21 @@ fn web_ui_plans_a_phased_rollout_advances_it_shows_its_automatic_pause_and_resum
     assert_eq!(b.console_errors().len(), 1, "the refused definition");
     b.js("document.querySelector('#dyn-name').value = ''; return 0;");
     b.type_into("#dyn-name", "boards");
+    // Two terms, both must hold: "And" keeps the first, the fields take the second.
+    b.click("#dyn-and");
+    b.wait_text("#dyn-terms", "inventory/device_type = sim-board and", 10);
+    b.type_into("#dyn-attribute", "artifact_name");
+    b.js("document.querySelector('#dyn-op').value = '$ne'; return 0;");
+    b.type_into("#dyn-value", "never-built");
     b.click("#dyn-define");
     b.wait_text(
         "#dynamic-groups tr[data-filter=\"boards\"] td.count",
         "4",
+        10,
+    );
+    b.wait_text(
+        "#dynamic-groups tr[data-filter=\"boards\"]",
+        "inventory/device_type = sim-board and inventory/artifact_name ≠ never-built",
         10,
     );
     b.screenshot("10a-dynamic-groups");
@@ -537,7 +548,11 @@ fn web_ui_plans_a_phased_rollout_advances_it_shows_its_automatic_pause_and_resum
     );
     b.click("#deployment-plan");
     b.wait_text("#plan-totals", "4 devices: 4 would update", 10);
-    b.js("const t = document.querySelector('#deployment-target'); t.value = 'all'; t.dispatchEvent(new Event('change')); return 0;");
+    // At most 3 of them: the plan leaves the last to match out.
+    b.type_into("#deployment-max", "3");
+    b.click("#deployment-plan");
+    b.wait_text("#plan-totals", "4 devices: 3 would update", 10);
+    b.js("document.querySelector('#deployment-max').value = ''; const t = document.querySelector('#deployment-target'); t.value = 'all'; t.dispatchEvent(new Event('change')); return 0;");
 
     // Plan first: one canary, one more, then the rest; advanced by hand, paused on any failure.
     b.wait_text("#deployment-summary", "4 devices", 10);

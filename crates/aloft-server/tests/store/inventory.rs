@@ -474,6 +474,47 @@ pub(crate) async fn batch_inventories_follow_every_inventory_write(db: Db) {
     assert!(read(db.clone(), id.clone()).await.is_empty(), "cleared");
 }
 
+/// A search limited to recent changes finds the devices whose inventory, tags, group or
+/// admission changed at or after the time given, and no other (the dynamic sweep's input).
+pub(crate) async fn searches_can_keep_to_devices_changed_since(db: Db) {
+    let (a, b, c) = fleet(&db).await; // accepted at 11, inventories at 20
+    let changed = |since: i64| {
+        let db = db.clone();
+        async move {
+            let q = InventoryQuery {
+                changed_since: Some(since),
+                ..InventoryQuery::default()
+            };
+            let mut ids = db.search_inventory(&q).await.unwrap().0;
+            ids.sort();
+            ids
+        }
+    };
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    assert_eq!(
+        changed(20).await,
+        sorted(vec![a.clone(), b.clone(), c.clone()])
+    );
+    assert!(changed(21).await.is_empty());
+    db.put_tags(&a, &[("ring".to_owned(), "1".to_owned(), None)], false, 30)
+        .await
+        .unwrap();
+    db.set_group(&b, Some("lab"), 40).await.unwrap();
+    db.put_inventory(&c, &[("mem".to_owned(), json!(1))], false, 50)
+        .await
+        .unwrap();
+    assert_eq!(
+        changed(30).await,
+        sorted(vec![a.clone(), b.clone(), c.clone()])
+    );
+    assert_eq!(changed(31).await, sorted(vec![b.clone(), c.clone()]));
+    assert_eq!(changed(41).await, vec![c.clone()]);
+    assert!(changed(51).await.is_empty());
+}
+
 /// `PostgreSQL` text holds no NUL where `SQLite`'s does: either way a NUL in a name is never a
 /// server error (it is refused as bad input, or kept as given).
 pub(crate) async fn nul_characters_are_bad_input_not_a_failure(db: Db) {

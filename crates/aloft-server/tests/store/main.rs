@@ -150,6 +150,7 @@ conformance!(
     inventory::inventory_pages_load_in_one_batch,
     inventory::inventories_load_in_one_query_inventory_scope_only,
     inventory::batch_inventories_follow_every_inventory_write,
+    inventory::searches_can_keep_to_devices_changed_since,
     inventory::nul_characters_are_bad_input_not_a_failure,
     artifacts::same_name_and_depends_conflict,
     artifacts::artifacts_in_active_deployments_stay,
