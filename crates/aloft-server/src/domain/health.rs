@@ -39,7 +39,9 @@ impl Cohort {
 /// What a device reported about its boots (aloft daemons; nothing from stock Mender clients).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Boots {
-    /// `aloft.boots_since_update`: boots since the device last committed an update.
+    /// `aloft.boots_since_update`: boots since the device last committed an update, as
+    /// reported after its update in this rollout finished (`None` before: the report it sent
+    /// before counts from its previous update).
     pub since_update: Option<u64>,
     /// `aloft.booted_at`: when its current boot started, UNIX seconds by its own clock.
     pub booted_at: Option<i64>,

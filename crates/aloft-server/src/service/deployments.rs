@@ -448,7 +448,9 @@ pub async fn abort_device(ctx: Ctx<'_>, device_id: &str) -> ServiceResult<()> {
 
 /// Forgets a device's finished deployments.
 pub async fn reset_history(ctx: Ctx<'_>, device_id: &str) -> ServiceResult<()> {
-    ctx.store.delete_device_history(device_id).await?;
+    ctx.store
+        .delete_device_history(device_id, crate::time::now_us())
+        .await?;
     Ok(())
 }
 

@@ -186,6 +186,9 @@ pub async fn sweep(ctx: Ctx<'_>) -> ServiceResult<()> {
         .map(|t| t.saturating_sub(SWEEP_OVERLAP_US));
     let mut complete = true;
     for dep in ctx.store.active_dynamic().await? {
+        // Every device for a deployment new since (devices that changed while it was being
+        // created) and for one with `max_devices` (a freed place goes to an unchanged device).
+        let since = since.filter(|s| dep.created < *s && dep.max_devices.is_none());
         if let Err(e) = join(ctx, &dep, None, since).await {
             complete = false;
             tracing::warn!(deployment.id = %dep.id, error = %e, "cannot sweep a dynamic deployment");

@@ -700,8 +700,8 @@ pub trait Store: Send + Sync {
     async fn abort_deployment(&self, id: &str, now: i64) -> StoreResult<()>;
     /// Aborts every unfinished deployment of a device.
     async fn abort_device(&self, device_id: &str, now: i64) -> StoreResult<()>;
-    /// Forgets a device's finished history.
-    async fn delete_device_history(&self, device_id: &str) -> StoreResult<()>;
+    /// Forgets a device's finished history (the device counts as changed at `now`).
+    async fn delete_device_history(&self, device_id: &str, now: i64) -> StoreResult<()>;
     /// Device deployments of a deployment, optional status (or group name), paged (0: all).
     async fn device_deployments(
         &self,

@@ -635,6 +635,21 @@ async fn revoke_device_tokens(
     feed_in(tx, dialect, FEED_REVOKED, device_id).await
 }
 
+/// Stamps a device changed at `now` (`updated_ts`), what the dynamic sweep looks for.
+async fn touch_device(
+    tx: &mut Transaction<'static, Any>,
+    device_id: &str,
+    now: i64,
+) -> StoreResult<()> {
+    sqlx::query("UPDATE devices SET updated_ts = $1 WHERE id = $2")
+        .bind(now)
+        .bind(device_id)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
 /// Appends a feed row from the store inside a change's transaction: the other replicas learn
 /// of the change exactly when it commits, and never of one rolled back.
 async fn feed_in(
@@ -1233,6 +1248,16 @@ impl Store for SqlStore {
         now: i64,
     ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
+        // The device row first: concurrent writers of one inventory queue here, so each
+        // rewrites `inventory_json` from rows it can see (PostgreSQL; SQLite has one writer).
+        sqlx::query(&format!(
+            "SELECT id FROM devices WHERE id = $1{}",
+            self.dialect.for_update()
+        ))
+        .bind(device_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
         if replace {
             sqlx::query("DELETE FROM attributes WHERE device_id = $1 AND scope = 'inventory'")
                 .bind(device_id)
@@ -1334,12 +1359,7 @@ impl Store for SqlStore {
             .await
             .map_err(db)?;
         }
-        sqlx::query("UPDATE devices SET updated_ts = $1 WHERE id = $2")
-            .bind(now)
-            .bind(device_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+        touch_device(&mut tx, device_id, now).await?;
         tx.commit().await.map_err(db)
     }
 
@@ -1875,7 +1895,7 @@ impl Store for SqlStore {
         let rows = sqlx::query(
             "SELECT dd.status, d.check_in_time, \
              CASE WHEN a.value_json = '\"failing\"' THEN 1 ELSE 0 END AS failing, \
-             b.value_json AS boots, t.value_json AS booted_at \
+             CASE WHEN b.ts >= dd.finished THEN b.value_json END AS boots, t.value_json AS booted_at \
              FROM device_deployments dd JOIN devices d ON d.id = dd.device_id \
              LEFT JOIN attributes a ON a.device_id = dd.device_id AND a.scope = 'inventory' AND a.name = 'aloft.health' \
              LEFT JOIN attributes b ON b.device_id = dd.device_id AND b.scope = 'inventory' AND b.name = 'aloft.boots_since_update' \
@@ -2271,16 +2291,19 @@ impl Store for SqlStore {
         tx.commit().await.map_err(db)
     }
 
-    async fn delete_device_history(&self, device_id: &str) -> StoreResult<()> {
+    async fn delete_device_history(&self, device_id: &str, now: i64) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
         sqlx::query(concat!(
             "DELETE FROM device_deployments WHERE device_id = $1 AND status IN ",
             final_statuses!()
         ))
         .bind(device_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(db)?;
-        Ok(())
+        // A change the dynamic sweep looks at: the device may match a running deployment anew.
+        touch_device(&mut tx, device_id, now).await?;
+        tx.commit().await.map_err(db)
     }
 
     async fn device_deployments(

@@ -866,6 +866,26 @@ fn the_health_gate_pauses_when_updated_devices_reboot_again() {
         "sim-board",
         1 << 20,
     ));
+    let reboot = |dev: &mut SimDaemon| {
+        dev.kill();
+        let ok = Command::new(bin("aloftctl"))
+            .args(["sim", "reboot"])
+            .arg(&dev.dir)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        dev.start();
+    };
+    // Every device rebooted once since its last update: the count it reports before this
+    // rollout's update is no reboot after it.
+    for dev in &mut daemons {
+        reboot(dev);
+    }
+    for id in &ids {
+        wait_for(30, "the boot count before the rollout", || {
+            (inventory(&app, id, "aloft.boots_since_update") == Some(json!(1))).then_some(())
+        });
+    }
     let d = create(
         &app,
         &json!({
@@ -893,14 +913,7 @@ fn the_health_gate_pauses_when_updated_devices_reboot_again() {
     assert!(v["rollout"]["paused"].is_null(), "{v}");
     // Both updated devices go down and boot again (the control cohort runs on).
     for i in &updated {
-        daemons[*i].kill();
-        let ok = Command::new(bin("aloftctl"))
-            .args(["sim", "reboot"])
-            .arg(&daemons[*i].dir)
-            .status()
-            .unwrap();
-        assert!(ok.success());
-        daemons[*i].start();
+        reboot(&mut daemons[*i]);
     }
     let paused = wait_for(60, "the health gate to pause the rollout", || {
         let v = deployment(&app, &d);

@@ -249,7 +249,7 @@ pub(crate) async fn aborting_stops_devices(db: Db) {
         [dev.as_str()]
     );
     assert_eq!(db.open_device_deployments(&other).await.unwrap().len(), 1);
-    db.delete_device_history(&dev).await.unwrap();
+    db.delete_device_history(&dev, 90).await.unwrap();
     assert_eq!(db.device_history(&dev, None, 0, 0).await.unwrap().1, 0);
 }
 
