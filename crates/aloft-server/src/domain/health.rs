@@ -39,10 +39,11 @@ impl Cohort {
 /// What a device reported about its boots (aloft daemons; nothing from stock Mender clients).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Boots {
-    /// `aloft.boots_since_update`: boots since the device last committed an update, as
-    /// reported after its update in this rollout finished (`None` before: the report it sent
-    /// before counts from its previous update).
+    /// `aloft.boots_since_update`: boots since the device last committed an update.
     pub since_update: Option<u64>,
+    /// When the server stored that count (UNIX µs): a count stored before the device's update
+    /// finished is from its previous update.
+    pub since_update_at: Option<i64>,
     /// `aloft.booted_at`: when its current boot started, UNIX seconds by its own clock.
     pub booted_at: Option<i64>,
 }
@@ -50,13 +51,15 @@ pub struct Boots {
 /// Slack for the device's clock against the server's when a boot time is compared (µs).
 pub const CLOCK_SLACK_US: i64 = 60_000_000;
 
-/// Whether a device rebooted while measured. An updated device: it booted again after the boot
-/// that committed the update (its count, no clock involved). A device not yet updated: its
-/// current boot started after `measured_from` (the rollout's start, UNIX µs), beyond the clock
-/// slack. Without a report it never counts.
+/// Whether a device rebooted while measured, from `measured_from` (UNIX µs): an updated
+/// device's finished update, or the rollout's start for a device not yet updated. An updated
+/// device: it booted again after the boot that committed the update (its count, stored since
+/// then; no device clock involved). A device not yet updated: its current boot started after
+/// `measured_from`, beyond the clock slack. Without a report it never counts.
 pub fn rebooted(updated: bool, boots: Boots, measured_from: i64) -> bool {
     if updated {
         boots.since_update.is_some_and(|n| n > 0)
+            && boots.since_update_at.is_some_and(|at| at >= measured_from)
     } else {
         boots.booted_at.is_some_and(|s| {
             s.saturating_mul(1_000_000) > measured_from.saturating_add(CLOCK_SLACK_US)
@@ -195,8 +198,10 @@ mod tests {
     #[test]
     fn reboots_count_after_the_update_or_after_the_rollout_started() {
         let start = 1_000_000_000_000_000; // UNIX µs
+        // Counts stored after the update finished at `start`, unless a case says otherwise.
         let boots = |since_update, booted_at| Boots {
             since_update,
+            since_update_at: Some(start + 1),
             booted_at,
         };
         let s = start / 1_000_000;
@@ -212,6 +217,15 @@ mod tests {
                 true,
                 boots(Some(1), Some(s + 600)),
                 true,
+            ),
+            (
+                "updated, the count from before its update",
+                true,
+                Boots {
+                    since_update_at: Some(start - 1),
+                    ..boots(Some(1), Some(s - 600))
+                },
+                false,
             ),
             ("updated, a Mender client", true, boots(None, None), false),
             (

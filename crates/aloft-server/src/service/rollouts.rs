@@ -330,8 +330,8 @@ async fn updated_devices(ctx: Ctx<'_>, id: &str) -> ServiceResult<Vec<String>> {
 /// The updated and the control cohorts of a rollout with a health gate, at `now`. A device
 /// counts as offline when its last recorded contact, or the rollout's start when it is later
 /// (contacts are written in batches, a new device may not have one yet), is older than the
-/// gate's offline time plus the write interval; as rebooted by [`health::rebooted`], the
-/// control cohort measured from the rollout's start.
+/// gate's offline time plus the write interval; as rebooted by [`health::rebooted`], an
+/// updated device measured from its update's end, the control cohort from the rollout's start.
 pub async fn cohorts(
     ctx: Ctx<'_>,
     dep: &DeploymentRow,
@@ -357,7 +357,12 @@ pub async fn cohorts(
             .map_or(dep.created, |t| t.max(dep.created));
         let offline = seen < offline_before;
         let is_updated = row.status == "success";
-        let rebooted = health::rebooted(is_updated, row.boots, dep.created);
+        let measured_from = if is_updated {
+            row.finished.unwrap_or(dep.created)
+        } else {
+            dep.created
+        };
+        let rebooted = health::rebooted(is_updated, row.boots, measured_from);
         let cohort = if is_updated {
             &mut updated
         } else {

@@ -400,6 +400,8 @@ pub struct DeviceDeploymentRow {
 pub struct HealthRow {
     /// Its status in the deployment (`success`, or one before the install).
     pub status: String,
+    /// When it finished (UNIX µs; `None` while it runs).
+    pub finished: Option<i64>,
     /// UNIX µs of its last check-in.
     pub check_in_time: Option<i64>,
     /// Whether its health probe fails.

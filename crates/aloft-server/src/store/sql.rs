@@ -1893,9 +1893,9 @@ impl Store for SqlStore {
 
     async fn rollout_health(&self, id: &str) -> StoreResult<Vec<super::HealthRow>> {
         let rows = sqlx::query(
-            "SELECT dd.status, d.check_in_time, \
+            "SELECT dd.status, dd.finished, d.check_in_time, \
              CASE WHEN a.value_json = '\"failing\"' THEN 1 ELSE 0 END AS failing, \
-             CASE WHEN b.ts >= dd.finished THEN b.value_json END AS boots, t.value_json AS booted_at \
+             b.value_json AS boots, b.ts AS boots_ts, t.value_json AS booted_at \
              FROM device_deployments dd JOIN devices d ON d.id = dd.device_id \
              LEFT JOIN attributes a ON a.device_id = dd.device_id AND a.scope = 'inventory' AND a.name = 'aloft.health' \
              LEFT JOIN attributes b ON b.device_id = dd.device_id AND b.scope = 'inventory' AND b.name = 'aloft.boots_since_update' \
@@ -1910,10 +1910,12 @@ impl Store for SqlStore {
             .iter()
             .map(|r| super::HealthRow {
                 status: r.get("status"),
+                finished: r.get("finished"),
                 check_in_time: r.get("check_in_time"),
                 failing: r.get::<i64, _>("failing") != 0,
                 boots: crate::domain::health::Boots {
                     since_update: json_number(r.get("boots")),
+                    since_update_at: r.get("boots_ts"),
                     booted_at: json_number(r.get("booted_at")),
                 },
             })
