@@ -451,12 +451,17 @@ function svg(tag, attrs, ...children) {
 // the devices not yet updated, and the line above which the gate stops the rollout.
 function healthChart(id) {
   const box = h("div", { class: "chart", id: "health-chart" }, h("p", { class: "muted" }, "Loading the health comparison…"));
-  get(`/v1/deployments/deployments/${id}/health`).then((hs) => {
+  const load = () => get(`/v1/deployments/deployments/${id}/health`).then((hs) => {
     const share = (c) => (c.devices ? (100 * c.unhealthy) / c.devices : 0);
     const why = (c) => `${c.failing} failing, ${c.offline} offline, ${c.rebooted} rebooted`;
     // One sample is drawn as a level line across the chart.
     const pts = hs.samples.length === 1 ? [hs.samples[0], { ...hs.samples[0], ts: new Date(Date.parse(hs.samples[0].ts) + 1).toISOString() }] : hs.samples;
-    if (!pts.length) { box.replaceChildren(h("p", { class: "muted" }, "No health sample yet (one every 30 s while the rollout runs).")); return; }
+    if (!pts.length) {
+      // The rollout job takes its first sample within seconds: look again while shown.
+      box.replaceChildren(h("p", { class: "muted" }, "No health sample yet (one every 30 s while the rollout runs)."));
+      setTimeout(() => { if (box.isConnected) load(); }, 3000);
+      return;
+    }
     const W = 600, H = 160, pad = 28;
     const t0 = Date.parse(pts[0].ts), t1 = Math.max(Date.parse(pts[pts.length - 1].ts), t0 + 1);
     const x = (p) => pad + ((Date.parse(p.ts) - t0) / (t1 - t0)) * (W - 2 * pad);
@@ -477,6 +482,7 @@ function healthChart(id) {
         `${last.control.unhealthy} of ${last.control.devices} not yet updated (${share(last.control).toFixed(0)}%: ${why(last.control)}); ` +
         `the gate stops above the dashed line (not yet updated + ${hs.margin} points).`));
   }).catch((e) => box.replaceChildren(h("p", { class: "error" }, e.message)));
+  load();
   return box;
 }
 // How a rollout's devices install, in words; "" when they install at once.
